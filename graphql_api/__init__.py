@@ -1,0 +1,1 @@
+"""A multi-user GraphQL API over a todo schema."""

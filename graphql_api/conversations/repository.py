@@ -1,0 +1,182 @@
+"""Conversations and their messages: every function takes the connection and `user_id`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from graphql_api.errors import NotFound
+from graphql_api.models import (
+    CONVERSATIONS,
+    MESSAGES,
+    ConversationFields,
+    MessageFields,
+    utcnow,
+)
+from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
+from graphql_api.validation import changes_of, validate
+
+CONVERSATION_ORDERING = Ordering(
+    "conversations:activity",
+    (
+        SortKey(
+            CONVERSATIONS.c.updated_at, descending=True, dump=datetime.isoformat,
+            load=datetime.fromisoformat,
+        ),
+        SortKey(CONVERSATIONS.c.id, descending=True, dump=str, load=uuid.UUID),
+    ),
+)
+MESSAGE_ORDERING = Ordering(
+    "messages:chronological",
+    (
+        SortKey(MESSAGES.c.created_at, dump=datetime.isoformat, load=datetime.fromisoformat),
+        SortKey(MESSAGES.c.id, dump=str, load=uuid.UUID),
+    ),
+)
+
+
+def _live(user_id: str) -> list[sa.ColumnElement[bool]]:
+    return [CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.deleted_at.is_(None)]
+
+
+def get_conversations(
+    conn: Connection, user_id: str, ids: Iterable[uuid.UUID]
+) -> dict[Any, RowMapping]:
+    """The user's live conversations with these ids, by id."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id.in_(ids))
+    return {row["id"]: row for row in conn.execute(query).mappings()}
+
+
+def list_conversations(conn: Connection, user_id: str, page: PageArgs) -> Page:
+    """Live conversations, the most recently active first."""
+    query = sa.select(CONVERSATIONS).where(*_live(user_id))
+    return fetch_page(conn, query, CONVERSATION_ORDERING, page)
+
+
+def count_conversations(conn: Connection, user_id: str) -> int:
+    query = sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live(user_id))
+    return conn.execute(query).scalar_one()
+
+
+def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
+    """The user's messages with these ids (in live conversations), by id."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    query = (
+        sa.select(MESSAGES)
+        .join(CONVERSATIONS, sa.and_(
+            CONVERSATIONS.c.user_id == MESSAGES.c.user_id,
+            CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
+        ))
+        .where(*_live(user_id), MESSAGES.c.id.in_(ids))
+    )
+    return {row["id"]: row for row in conn.execute(query).mappings()}
+
+
+def messages_of_conversations(
+    conn: Connection, user_id: str, conversation_ids: Iterable[uuid.UUID], page: PageArgs
+) -> dict[Any, Page]:
+    """The same page of messages for each conversation, oldest first: one statement."""
+    query = sa.select(MESSAGES).where(MESSAGES.c.user_id == user_id)
+    return fetch_pages(
+        conn,
+        query,
+        MESSAGE_ORDERING,
+        page,
+        parent=MESSAGES.c.conversation_id,
+        parent_ids=conversation_ids,
+    )
+
+
+def count_messages_of_conversations(
+    conn: Connection, user_id: str, conversation_ids: Iterable[uuid.UUID]
+) -> dict[Any, int]:
+    conversation_ids = list(conversation_ids)
+    if not conversation_ids:
+        return {}
+    query = (
+        sa.select(MESSAGES.c.conversation_id, sa.func.count())
+        .where(MESSAGES.c.user_id == user_id, MESSAGES.c.conversation_id.in_(conversation_ids))
+        .group_by(MESSAGES.c.conversation_id)
+    )
+    counts = dict.fromkeys(conversation_ids, 0)
+    counts.update({conversation_id: count for conversation_id, count in conn.execute(query)})
+    return counts
+
+
+def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+    query = sa.select(CONVERSATIONS).where(
+        *_live(user_id), CONVERSATIONS.c.id == conversation_id
+    )
+    row = conn.execute(query.with_for_update()).mappings().first()
+    if row is None:
+        raise NotFound("Conversation")
+    return row
+
+
+def _update(
+    conn: Connection, user_id: str, conversation_id: uuid.UUID, values: dict[str, Any]
+) -> RowMapping:
+    return conn.execute(
+        sa.update(CONVERSATIONS)
+        .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
+        .values(**values)
+        .returning(CONVERSATIONS)
+    ).mappings().one()
+
+
+def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
+    values = validate(ConversationFields, fields).model_dump()
+    now = utcnow()
+    return conn.execute(
+        sa.insert(CONVERSATIONS)
+        .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
+        .returning(CONVERSATIONS)
+    ).mappings().one()
+
+
+def update_conversation(
+    conn: Connection, user_id: str, conversation_id: uuid.UUID, changes: dict[str, Any]
+) -> RowMapping:
+    current = _lock_live(conn, user_id, conversation_id)
+    values = changes_of(ConversationFields, dict(current), changes)
+    if not values:
+        return current
+    return _update(conn, user_id, conversation_id, {**values, "updated_at": utcnow()})
+
+
+def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+    """Move the conversation (and so its messages) to the trash."""
+    _lock_live(conn, user_id, conversation_id)
+    return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()})
+
+
+def post_message(
+    conn: Connection, user_id: str, conversation_id: uuid.UUID, fields: dict[str, Any]
+) -> RowMapping:
+    """Append a message; the conversation's `updated_at` moves to it (latest activity)."""
+    values = validate(MessageFields, fields).model_dump()
+    _lock_live(conn, user_id, conversation_id)
+    now = utcnow()
+    message = conn.execute(
+        sa.insert(MESSAGES)
+        .values(
+            **values,
+            user_id=user_id,
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            created_at=now,
+        )
+        .returning(MESSAGES)
+    ).mappings().one()
+    _update(conn, user_id, conversation_id, {"updated_at": now})
+    return message

@@ -1,0 +1,197 @@
+"""Engines, dialect set-up, and the per-request database handle.
+
+The request path is async but the driver (psycopg2, sqlite3) is synchronous, so every batch of
+SQL runs in a worker thread. A request checks out ONE connection on first use and keeps it to the
+end; an `asyncio.Lock` makes sure only one thread at a time touches it.
+
+Reads share one transaction per request (one snapshot on SQLite, one round trip saved per loader
+batch on PostgreSQL). Each write runs in a transaction of its own, committed before the mutation
+answers, so a mutation is all or nothing and an answered mutation is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from graphql_api.errors import ServiceUnavailable, Unauthenticated
+from graphql_api.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_engine(settings: Settings) -> Engine:
+    """An engine configured for its dialect."""
+    url = sa.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, settings)
+    return sa.create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (see "begin").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A writer takes the write lock up front: a deferred transaction that reads and then
+        # writes fails with SQLITE_BUSY instead of waiting when another writer got there first.
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_transaction_control(statement: str) -> bool:
+    """True for BEGIN/COMMIT/ROLLBACK, which some dialects send as statements and others don't."""
+    return statement.lstrip()[:8].upper().startswith(("BEGIN", "COMMIT", "ROLLBACK"))
+
+
+class Database:
+    """The process-wide engine and the threads the synchronous driver runs in."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or create_engine(settings)
+        threads = settings.db_threads or settings.db_pool_size + settings.db_max_overflow
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+
+    def request(self, user_id: str | None) -> RequestDb:
+        """A handle for one request, scoped to `user_id` (None: unauthenticated)."""
+        return RequestDb(self, user_id)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run blocking `fn` in a database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def dispose(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+class RequestDb:
+    """One request's access to the database, scoped to its user.
+
+    `read`/`write` pass `(connection, user_id)` to a data-layer function, so a resolver cannot
+    call one without the authenticated user's id; `read_public`/`write_public` serve the few
+    operations that have no user yet (sign-up, sign-in, provisioning).
+    """
+
+    def __init__(self, database: Database, user_id: str | None) -> None:
+        self._database = database
+        self.user_id = user_id
+        self._connection: Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _require_user(self) -> str:
+        if self.user_id is None:
+            raise Unauthenticated("Sign in first: send `Authorization: Bearer <token>`.")
+        return self.user_id
+
+    async def read(
+        self, fn: Callable[Concatenate[Connection, str, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a scoped read in the request's read transaction."""
+        user_id = self._require_user()
+        return await self._run(functools.partial(fn, *args, **kwargs), user_id, write=False)
+
+    async def write(
+        self, fn: Callable[Concatenate[Connection, str, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a scoped write in a transaction of its own, committed before this returns."""
+        user_id = self._require_user()
+        return await self._run(functools.partial(fn, *args, **kwargs), user_id, write=True)
+
+    async def read_public(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run an unscoped read: only for the authentication paths."""
+        return await self._run(functools.partial(fn, *args, **kwargs), None, write=False)
+
+    async def write_public(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run an unscoped write: only for the authentication paths."""
+        return await self._run(functools.partial(fn, *args, **kwargs), None, write=True)
+
+    async def _run(self, call: Callable[..., T], user_id: str | None, *, write: bool) -> T:
+        async with self._lock:
+            return await self._database.run(
+                functools.partial(self._call_in_thread, call, user_id, write)
+            )
+
+    def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
+        connection = self._connect()
+        args = (connection,) if user_id is None else (connection, user_id)
+        if not write:
+            if not connection.in_transaction():
+                connection.begin()
+            try:
+                return call(*args)
+            except BaseException:
+                connection.rollback()  # a failed statement must not poison later reads
+                raise
+        if connection.in_transaction():
+            connection.rollback()  # end the read snapshot; reads have nothing to commit
+        connection.execution_options(sqlite_immediate=True)
+        try:
+            with connection.begin():
+                return call(*args)
+        finally:
+            connection.execution_options(sqlite_immediate=False)
+
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            try:
+                self._connection = self._database.engine.connect()
+            except sa.exc.TimeoutError as exc:
+                raise ServiceUnavailable(
+                    "The service is busy: no database connection is free. Retry shortly."
+                ) from exc
+        return self._connection
+
+    async def close(self) -> None:
+        """Give the connection back (an open read transaction is rolled back)."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            async with self._lock:
+                await self._database.run(connection.close)
+
+
+def contains_text(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
+    """`column` contains `text`, ignoring case; LIKE wildcards in `text` match only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")

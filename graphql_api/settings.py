@@ -1,0 +1,80 @@
+"""Every knob of the service, read from the environment (and a `.env` file) in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration. Each field maps to the upper-case environment variable of its name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses to start without a JWT secret or JWKS settings.",
+    )
+    database_url: str = Field(
+        "sqlite:///./todo.db",
+        description="SQLAlchemy URL: the embedded SQLite file by default, "
+        "or postgresql+psycopg2://user:pass@host/db.",
+    )
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections kept per process.")
+    db_max_overflow: int = Field(10, ge=0, description="Extra connections opened under load.")
+    db_pool_timeout: float = Field(
+        5.0, gt=0, description="Seconds a request waits for a free connection before failing."
+    )
+    db_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads running the synchronous driver; 0 means pool size plus overflow.",
+    )
+
+    jwt_secret: str | None = Field(
+        None,
+        description="HS256 key for built-in tokens. Generated per process in development if unset.",
+    )
+    token_issuer: str = Field("graphql-api", description="`iss` of built-in tokens.")
+    jwt_lifetime_seconds: int = Field(
+        3600 * 24, gt=0, description="Lifetime of built-in tokens (the `exp` claim)."
+    )
+    jwt_leeway_seconds: int = Field(
+        30, ge=0, description="Clock skew tolerated when checking `exp`, `iat` and `nbf`."
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="JWKS of an external identity provider (for example Better Auth)."
+    )
+    jwt_issuer: str | None = Field(None, description="Expected `iss` of external tokens.")
+    jwt_audience: str | None = Field(None, description="Expected `aud` of external tokens.")
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["EdDSA", "RS256", "ES256"],
+        description="Algorithms accepted from the JWKS; HS256 is used for built-in tokens only.",
+    )
+    jwks_cache_seconds: int = Field(300, gt=0, description="How long fetched JWKS keys are kept.")
+    jwks_min_refetch_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Least time between two JWKS refetches caused by an unknown `kid`.",
+    )
+
+    argon2_time_cost: int = Field(3, ge=1, description="argon2id passes per password hash.")
+    argon2_memory_kib: int = Field(
+        65536, ge=8, description="argon2id memory per password hash, in KiB."
+    )
+
+    use_dataloaders: bool = Field(
+        True,
+        description="Batch relationship loads. Off only to measure the naive path in the benchmark.",
+    )
+    graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,507 @@
+"""Tasks and subtask links: every function takes the connection and the owner's `user_id`."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql import ColumnElement
+
+from graphql_api.db import contains_text
+from graphql_api.errors import BadUserInput, Conflict, NotFound
+from graphql_api.models import (
+    PRIORITY_RANK,
+    TAGS,
+    TASK_RELATIONSHIPS,
+    TASK_TAGS,
+    TASKS,
+    USERS,
+    Priority,
+    TaskFields,
+    utcnow,
+)
+from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page
+from graphql_api.validation import changes_of, validate
+
+
+class TaskOrderField(enum.Enum):
+    """The columns a task list can be sorted by."""
+
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    DUE_DATE = "due_date"
+    PRIORITY = "priority"
+    TITLE = "title"
+
+
+@dataclass(frozen=True)
+class TaskOrder:
+    field: TaskOrderField
+    descending: bool = False
+
+
+DEFAULT_TASK_ORDER = (TaskOrder(TaskOrderField.CREATED_AT, descending=True),)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Conditions a listed task must meet; `None` means "any"."""
+
+    completed: bool | None = None
+    priority: Priority | None = None
+    tag_ids: tuple[uuid.UUID, ...] | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    search: str | None = None
+    deleted: bool = False
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+_PRIORITY_RANK_SQL = sa.case(
+    *((TASKS.c.priority == priority, rank) for priority, rank in PRIORITY_RANK.items())
+)
+
+
+def _sort_key(field: TaskOrderField, descending: bool) -> SortKey:
+    if field is TaskOrderField.PRIORITY:
+        return SortKey(_PRIORITY_RANK_SQL, descending)
+    if field is TaskOrderField.TITLE:
+        return SortKey(sa.func.lower(TASKS.c.title), descending)
+    column = TASKS.c[field.value]
+    return SortKey(
+        column, descending, nullable=column.nullable or False, dump=_iso, load=datetime.fromisoformat
+    )
+
+
+def task_ordering(orders: Sequence[TaskOrder] = DEFAULT_TASK_ORDER) -> Ordering:
+    """The ordering of a task list, with the id as the final tiebreaker."""
+    orders = tuple(orders) or DEFAULT_TASK_ORDER
+    fields = [order.field for order in orders]
+    if len(set(fields)) != len(fields):
+        raise BadUserInput("Each field may appear once in `orderBy`.", field="orderBy")
+    keys = [_sort_key(order.field, order.descending) for order in orders]
+    tiebreak = SortKey(TASKS.c.id, orders[-1].descending, dump=str, load=uuid.UUID)
+    name = "tasks:" + ",".join(f"{o.field.value}.{'d' if o.descending else 'a'}" for o in orders)
+    return Ordering(name, (*keys, tiebreak))
+
+
+CHILD_ORDERING = task_ordering((TaskOrder(TaskOrderField.CREATED_AT),))
+
+
+def _filter_conditions(user_id: str, task_filter: TaskFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [TASKS.c.user_id == user_id]
+    if task_filter.deleted:
+        conditions.append(TASKS.c.deleted_at.is_not(None))
+    else:
+        conditions.append(TASKS.c.deleted_at.is_(None))
+    if task_filter.completed is not None:
+        conditions.append(TASKS.c.completed == task_filter.completed)
+    if task_filter.priority is not None:
+        conditions.append(TASKS.c.priority == task_filter.priority)
+    if task_filter.due_before is not None:
+        conditions.append(TASKS.c.due_date < task_filter.due_before)
+    if task_filter.due_after is not None:
+        conditions.append(TASKS.c.due_date > task_filter.due_after)
+    if task_filter.search:
+        conditions.append(
+            sa.or_(
+                contains_text(TASKS.c.title, task_filter.search),
+                contains_text(TASKS.c.description, task_filter.search),
+            )
+        )
+    if task_filter.tag_ids is not None:
+        tagged = sa.select(TASK_TAGS.c.task_id).where(
+            TASK_TAGS.c.user_id == user_id,
+            TASK_TAGS.c.task_id == TASKS.c.id,
+            TASK_TAGS.c.tag_id.in_(task_filter.tag_ids),
+        )
+        conditions.append(tagged.exists())
+    return conditions
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def get_tasks(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
+    """The user's tasks with these ids, live or trashed, by id. Ids of others are absent."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(TASKS).where(TASKS.c.user_id == user_id, TASKS.c.id.in_(ids))
+    ).mappings()
+    return {row["id"]: row for row in rows}
+
+
+def list_tasks(
+    conn: Connection,
+    user_id: str,
+    task_filter: TaskFilter,
+    ordering: Ordering,
+    page: PageArgs,
+) -> Page:
+    query = sa.select(TASKS).where(*_filter_conditions(user_id, task_filter))
+    return fetch_page(conn, query, ordering, page)
+
+
+def count_tasks(conn: Connection, user_id: str, task_filter: TaskFilter) -> int:
+    query = sa.select(sa.func.count()).select_from(TASKS)
+    return conn.execute(query.where(*_filter_conditions(user_id, task_filter))).scalar_one()
+
+
+def _linked_tasks(
+    conn: Connection,
+    user_id: str,
+    ids: Iterable[uuid.UUID],
+    *,
+    by: sa.Column[Any],
+    target: sa.Column[Any],
+) -> dict[Any, list[RowMapping]]:
+    ids = list(ids)
+    grouped: dict[Any, list[RowMapping]] = defaultdict(list)
+    if not ids:
+        return grouped
+    query = (
+        sa.select(TASKS, by.label("_link"))
+        .join(TASK_RELATIONSHIPS, sa.and_(
+            TASK_RELATIONSHIPS.c.user_id == TASKS.c.user_id, target == TASKS.c.id
+        ))
+        .where(TASK_RELATIONSHIPS.c.user_id == user_id, by.in_(ids), TASKS.c.deleted_at.is_(None))
+        .order_by(*(key.order_by() for key in CHILD_ORDERING.keys))
+    )
+    for row in conn.execute(query).mappings():
+        grouped[row["_link"]].append(row)
+    return grouped
+
+
+def subtasks_of(
+    conn: Connection, user_id: str, parent_ids: Iterable[uuid.UUID]
+) -> dict[Any, list[RowMapping]]:
+    """Live subtasks of each parent, oldest first."""
+    return _linked_tasks(
+        conn,
+        user_id,
+        parent_ids,
+        by=TASK_RELATIONSHIPS.c.parent_task_id,
+        target=TASK_RELATIONSHIPS.c.child_task_id,
+    )
+
+
+def parents_of(
+    conn: Connection, user_id: str, child_ids: Iterable[uuid.UUID]
+) -> dict[Any, list[RowMapping]]:
+    """Live parents of each task, oldest first."""
+    return _linked_tasks(
+        conn,
+        user_id,
+        child_ids,
+        by=TASK_RELATIONSHIPS.c.child_task_id,
+        target=TASK_RELATIONSHIPS.c.parent_task_id,
+    )
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    total: int
+    completed: int
+    overdue: int
+    by_priority: dict[Priority, int]
+
+
+def task_counts(conn: Connection, user_id: str, now: datetime) -> TaskCounts:
+    """Counts over the user's live tasks, in one grouped statement."""
+    overdue = sa.and_(
+        TASKS.c.completed.is_(False), TASKS.c.due_date.is_not(None), TASKS.c.due_date < now
+    )
+    overdue_flag = sa.case((overdue, 1), else_=0)
+    query = (
+        sa.select(TASKS.c.priority, TASKS.c.completed, overdue_flag, sa.func.count())
+        .where(TASKS.c.user_id == user_id, TASKS.c.deleted_at.is_(None))
+        .group_by(TASKS.c.priority, TASKS.c.completed, overdue_flag)
+    )
+    by_priority = dict.fromkeys(Priority, 0)
+    total = completed = overdue_count = 0
+    for priority, is_completed, is_overdue, count in conn.execute(query):
+        total += count
+        by_priority[priority] += count
+        completed += count if is_completed else 0
+        overdue_count += count if is_overdue else 0
+    return TaskCounts(total, completed, overdue_count, by_priority)
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def lock_live_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
+    """The live task, locked for this transaction; NOT_FOUND if missing, CONFLICT if trashed."""
+    row = lock_task(conn, user_id, task_id)
+    if row["deleted_at"] is not None:
+        raise Conflict("The task is in the trash: restore it first.")
+    return row
+
+
+def lock_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
+    query = sa.select(TASKS).where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
+    row = conn.execute(query.with_for_update()).mappings().first()
+    if row is None:
+        raise NotFound("Task")
+    return row
+
+
+def _completion(completed: bool, was_completed: bool, now: datetime) -> dict[str, Any]:
+    if completed == was_completed:
+        return {}
+    return {"completed": completed, "completed_at": now if completed else None}
+
+
+def create_task(
+    conn: Connection,
+    user_id: str,
+    fields: dict[str, Any],
+    *,
+    tag_ids: Sequence[uuid.UUID] = (),
+    parent_id: uuid.UUID | None = None,
+) -> RowMapping:
+    """Insert a task, with its tags and its parent set in the same transaction."""
+    values = validate(TaskFields, fields).model_dump()
+    now = utcnow()
+    if parent_id is not None:
+        lock_live_task(conn, user_id, parent_id)
+    task_id = uuid.uuid4()
+    row = conn.execute(
+        sa.insert(TASKS)
+        .values(
+            **values,
+            user_id=user_id,
+            id=task_id,
+            completed_at=now if values["completed"] else None,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(TASKS)
+    ).mappings().one()
+    attach_tags(conn, user_id, task_id, tag_ids)
+    if parent_id is not None:
+        conn.execute(
+            sa.insert(TASK_RELATIONSHIPS).values(
+                user_id=user_id, parent_task_id=parent_id, child_task_id=task_id
+            )
+        )
+    return row
+
+
+def _update(conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]) -> RowMapping:
+    return conn.execute(
+        sa.update(TASKS)
+        .where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
+        .values(**values, updated_at=utcnow())
+        .returning(TASKS)
+    ).mappings().one()
+
+
+def update_task(
+    conn: Connection, user_id: str, task_id: uuid.UUID, changes: dict[str, Any]
+) -> RowMapping:
+    """Apply a partial update: absent fields stay, `None` clears a nullable field."""
+    current = lock_live_task(conn, user_id, task_id)
+    values = changes_of(TaskFields, dict(current), changes)
+    if "completed" in values:
+        completed = values.pop("completed")
+        values.update(_completion(completed, current["completed"], utcnow()))
+    if not values:
+        return current
+    return _update(conn, user_id, task_id, values)
+
+
+def delete_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
+    """Move the task to the trash (idempotent)."""
+    current = lock_task(conn, user_id, task_id)
+    if current["deleted_at"] is not None:
+        return current
+    return _update(conn, user_id, task_id, {"deleted_at": utcnow()})
+
+
+def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
+    """Bring the task back from the trash (idempotent)."""
+    current = lock_task(conn, user_id, task_id)
+    if current["deleted_at"] is None:
+        return current
+    return _update(conn, user_id, task_id, {"deleted_at": None})
+
+
+def complete_tasks(
+    conn: Connection, user_id: str, task_ids: Sequence[uuid.UUID], completed: bool
+) -> list[RowMapping]:
+    """Mark all the tasks (un)completed, or none of them if any is missing or trashed."""
+    wanted = list(dict.fromkeys(task_ids))
+    query = sa.select(TASKS).where(
+        TASKS.c.user_id == user_id, TASKS.c.id.in_(wanted), TASKS.c.deleted_at.is_(None)
+    )
+    found = {row["id"]: row for row in conn.execute(query.with_for_update()).mappings()}
+    if len(found) != len(wanted):
+        raise NotFound("Task")
+    now = utcnow()
+    changed = [task_id for task_id in wanted if found[task_id]["completed"] != completed]
+    if changed:
+        updated = conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.user_id == user_id, TASKS.c.id.in_(changed))
+            .values(_completion(completed, not completed, now), updated_at=now)
+            .returning(TASKS)
+        ).mappings()
+        found.update({row["id"]: row for row in updated})
+    return [found[task_id] for task_id in task_ids]
+
+
+def _lock_task_graph(conn: Connection, user_id: str) -> None:
+    """Serialise changes to one user's subtask graph, so two links cannot close a cycle."""
+    conn.execute(sa.select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+
+
+def _is_descendant(
+    conn: Connection, user_id: str, task_id: uuid.UUID, of: uuid.UUID
+) -> bool:
+    links = TASK_RELATIONSHIPS
+    descendants = (
+        sa.select(links.c.child_task_id.label("id"))
+        .where(links.c.user_id == user_id, links.c.parent_task_id == of)
+        .cte("descendants", recursive=True)
+    )
+    descendants = descendants.union(
+        sa.select(links.c.child_task_id).where(
+            links.c.user_id == user_id, links.c.parent_task_id == descendants.c.id
+        )
+    )
+    query = sa.select(sa.literal(1)).select_from(descendants).where(descendants.c.id == task_id)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def add_subtask(
+    conn: Connection, user_id: str, parent_id: uuid.UUID, child_id: uuid.UUID
+) -> RowMapping:
+    """Make `child_id` a subtask of `parent_id`; CONFLICT if that would close a cycle."""
+    parent = lock_live_task(conn, user_id, parent_id)
+    lock_live_task(conn, user_id, child_id)
+    if parent_id == child_id:
+        raise Conflict("A task cannot be its own subtask.")
+    _lock_task_graph(conn, user_id)
+    if _is_descendant(conn, user_id, parent_id, of=child_id):
+        raise Conflict("That link would make a cycle: the parent is already below the child.")
+    exists = sa.select(TASK_RELATIONSHIPS).where(
+        TASK_RELATIONSHIPS.c.user_id == user_id,
+        TASK_RELATIONSHIPS.c.parent_task_id == parent_id,
+        TASK_RELATIONSHIPS.c.child_task_id == child_id,
+    )
+    if conn.execute(exists).first() is None:
+        conn.execute(
+            sa.insert(TASK_RELATIONSHIPS).values(
+                user_id=user_id, parent_task_id=parent_id, child_task_id=child_id
+            )
+        )
+    return parent
+
+
+def remove_subtask(
+    conn: Connection, user_id: str, parent_id: uuid.UUID, child_id: uuid.UUID
+) -> RowMapping:
+    """Unlink a subtask from its parent (idempotent)."""
+    parent = lock_live_task(conn, user_id, parent_id)
+    lock_task(conn, user_id, child_id)
+    conn.execute(
+        sa.delete(TASK_RELATIONSHIPS).where(
+            TASK_RELATIONSHIPS.c.user_id == user_id,
+            TASK_RELATIONSHIPS.c.parent_task_id == parent_id,
+            TASK_RELATIONSHIPS.c.child_task_id == child_id,
+        )
+    )
+    return parent
+
+
+# --- tags on tasks ---------------------------------------------------------------------------
+
+
+def _require_live_tags(conn: Connection, user_id: str, tag_ids: Iterable[uuid.UUID]) -> set[Any]:
+    wanted = set(tag_ids)
+    if not wanted:
+        return wanted
+    query = sa.select(TAGS.c.id).where(
+        TAGS.c.user_id == user_id, TAGS.c.id.in_(wanted), TAGS.c.deleted_at.is_(None)
+    )
+    if set(conn.execute(query).scalars()) != wanted:
+        raise NotFound("Tag")
+    return wanted
+
+
+def _tag_ids_of(conn: Connection, user_id: str, task_id: uuid.UUID) -> set[Any]:
+    query = sa.select(TASK_TAGS.c.tag_id).where(
+        TASK_TAGS.c.user_id == user_id, TASK_TAGS.c.task_id == task_id
+    )
+    return set(conn.execute(query).scalars())
+
+
+def attach_tags(
+    conn: Connection, user_id: str, task_id: uuid.UUID, tag_ids: Iterable[uuid.UUID]
+) -> None:
+    """Link live tags to the task; tags already linked are left as they are."""
+    wanted = _require_live_tags(conn, user_id, tag_ids)
+    if not wanted:
+        return
+    new = wanted - _tag_ids_of(conn, user_id, task_id)
+    if new:
+        conn.execute(
+            sa.insert(TASK_TAGS),
+            [{"user_id": user_id, "task_id": task_id, "tag_id": tag_id} for tag_id in new],
+        )
+
+
+def _detach_tags(
+    conn: Connection, user_id: str, task_id: uuid.UUID, tag_ids: Iterable[uuid.UUID]
+) -> None:
+    conn.execute(
+        sa.delete(TASK_TAGS).where(
+            TASK_TAGS.c.user_id == user_id,
+            TASK_TAGS.c.task_id == task_id,
+            TASK_TAGS.c.tag_id.in_(list(tag_ids)),
+        )
+    )
+
+
+def set_task_tags(
+    conn: Connection, user_id: str, task_id: uuid.UUID, tag_ids: Sequence[uuid.UUID]
+) -> RowMapping:
+    """Make the task's tags exactly `tag_ids`."""
+    task = lock_live_task(conn, user_id, task_id)
+    wanted = _require_live_tags(conn, user_id, tag_ids)
+    stale = _tag_ids_of(conn, user_id, task_id) - wanted
+    if stale:
+        _detach_tags(conn, user_id, task_id, stale)
+    attach_tags(conn, user_id, task_id, wanted)
+    return task
+
+
+def add_tag_to_task(
+    conn: Connection, user_id: str, task_id: uuid.UUID, tag_id: uuid.UUID
+) -> RowMapping:
+    task = lock_live_task(conn, user_id, task_id)
+    attach_tags(conn, user_id, task_id, [tag_id])
+    return task
+
+
+def remove_tag_from_task(
+    conn: Connection, user_id: str, task_id: uuid.UUID, tag_id: uuid.UUID
+) -> RowMapping:
+    """Unlink the tag (idempotent); NOT_FOUND if the task or the tag is not the user's."""
+    task = lock_live_task(conn, user_id, task_id)
+    _require_live_tags(conn, user_id, [tag_id])
+    _detach_tags(conn, user_id, task_id, [tag_id])
+    return task

@@ -1,0 +1,33 @@
+"""Input validation against the limits declared on the models, before any SQL is sent."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from sqlmodel import SQLModel
+
+from graphql_api.errors import BadUserInput, camel_case
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def validate(model: type[M], values: dict[str, Any]) -> M:
+    """`model.model_validate(values)`, with the first failure reported as `BAD_USER_INPUT`.
+
+    The error names the GraphQL input field (`dueDate`, not `due_date`) in `extensions.field`.
+    """
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = camel_case(str(error["loc"][0])) if error["loc"] else None
+        reason = error["msg"].removeprefix("Value error, ")
+        raise BadUserInput(f"`{name}`: {reason}.", field=name) from None
+
+
+def changes_of(model: type[M], current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate `current` with `changes` applied; return the changed fields, normalised."""
+    editable = {name: current[name] for name in model.model_fields}
+    merged = validate(model, {**editable, **changes})
+    return {name: getattr(merged, name) for name in changes}
