@@ -15,6 +15,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
+from graphql_api.users.repository import provision_user, user_exists
 from graphql_api.settings import Settings
 
 P = ParamSpec("P")
@@ -89,9 +91,9 @@ class Database:
         threads = settings.db_threads or settings.db_pool_size + settings.db_max_overflow
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
 
-    def request(self, user_id: str | None) -> RequestDb:
-        """A handle for one request, scoped to `user_id` (None: unauthenticated)."""
-        return RequestDb(self, user_id)
+    def request(self, principal: Principal | None) -> RequestDb:
+        """A handle for one request, scoped to `principal` (None: unauthenticated)."""
+        return RequestDb(self, principal)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run blocking `fn` in a database thread."""
@@ -102,50 +104,70 @@ class Database:
         self.engine.dispose()
 
 
+def _bind(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., T]:
+    """`fn` with its trailing arguments bound; the connection (and user id) come first."""
+
+    def call(*leading: Any) -> T:
+        return fn(*leading, *args, **kwargs)
+
+    return call
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for, from a verified token (never from anything else a client sends)."""
+
+    user_id: str
+    email: str | None = None
+    external: bool = False  # from the identity provider: provisioned on first sight
+
+
 class RequestDb:
-    """One request's access to the database, scoped to its user.
+    """One request's access to the database, scoped to its principal.
 
     `read`/`write` pass `(connection, user_id)` to a data-layer function, so a resolver cannot
     call one without the authenticated user's id; `read_public`/`write_public` serve the few
-    operations that have no user yet (sign-up, sign-in, provisioning).
+    operations that have no user yet (sign-up, sign-in).
     """
 
-    def __init__(self, database: Database, user_id: str | None) -> None:
+    def __init__(self, database: Database, principal: Principal | None) -> None:
         self._database = database
-        self.user_id = user_id
+        self.principal = principal
         self._connection: Connection | None = None
+        self._user_known = False
         self._lock = asyncio.Lock()
 
-    def _require_user(self) -> str:
-        if self.user_id is None:
+    @property
+    def user_id(self) -> str:
+        if self.principal is None:
             raise Unauthenticated("Sign in first: send `Authorization: Bearer <token>`.")
-        return self.user_id
+        return self.principal.user_id
 
     async def read(
         self, fn: Callable[Concatenate[Connection, str, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run a scoped read in the request's read transaction."""
-        user_id = self._require_user()
-        return await self._run(functools.partial(fn, *args, **kwargs), user_id, write=False)
+        user_id = self.user_id
+        return await self._run(_bind(fn, args, kwargs), user_id, write=False)
 
     async def write(
         self, fn: Callable[Concatenate[Connection, str, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run a scoped write in a transaction of its own, committed before this returns."""
-        user_id = self._require_user()
-        return await self._run(functools.partial(fn, *args, **kwargs), user_id, write=True)
+        user_id = self.user_id
+        return await self._run(_bind(fn, args, kwargs), user_id, write=True)
 
     async def read_public(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an unscoped read: only for the authentication paths."""
-        return await self._run(functools.partial(fn, *args, **kwargs), None, write=False)
+        return await self._run(_bind(fn, args, kwargs), None, write=False)
 
     async def write_public(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an unscoped write: only for the authentication paths."""
-        return await self._run(functools.partial(fn, *args, **kwargs), None, write=True)
+        return await self._run(_bind(fn, args, kwargs), None, write=True)
 
     async def _run(self, call: Callable[..., T], user_id: str | None, *, write: bool) -> T:
         async with self._lock:
@@ -157,9 +179,9 @@ class RequestDb:
         connection = self._connect()
         args = (connection,) if user_id is None else (connection, user_id)
         if not write:
-            if not connection.in_transaction():
-                connection.begin()
             try:
+                if not connection.in_transaction():
+                    self._begin(connection, scoped=user_id is not None)
                 return call(*args)
             except BaseException:
                 connection.rollback()  # a failed statement must not poison later reads
@@ -169,9 +191,31 @@ class RequestDb:
         connection.execution_options(sqlite_immediate=True)
         try:
             with connection.begin():
+                if user_id is not None:
+                    self._enter_scope(connection)
                 return call(*args)
         finally:
             connection.execution_options(sqlite_immediate=False)
+
+    def _begin(self, connection: Connection, *, scoped: bool) -> None:
+        connection.begin()
+        if scoped:
+            self._enter_scope(connection)
+
+    def _enter_scope(self, connection: Connection) -> None:
+        """First statement of a scoped transaction: make sure the principal's user exists."""
+        if self._user_known:
+            return
+        principal = self.principal
+        assert principal is not None
+        if not user_exists(connection, principal.user_id):
+            if not principal.external:
+                raise Unauthenticated("The account of this token no longer exists.")
+            provision_user(connection, principal.user_id, principal.email)
+            if not connection.get_execution_options().get("sqlite_immediate"):
+                connection.commit()  # a read transaction is never committed: keep the user
+                connection.begin()
+        self._user_known = True
 
     def _connect(self) -> Connection:
         if self._connection is None:

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     argon2_time_cost: int = Field(3, ge=1, description="argon2id passes per password hash.")
     argon2_memory_kib: int = Field(
-        65536, ge=8, description="argon2id memory per password hash, in KiB."
+        65536, ge=64, description="argon2id memory per password hash, in KiB."
     )
 
     use_dataloaders: bool = Field(

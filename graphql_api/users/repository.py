@@ -7,10 +7,11 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from graphql_api.errors import BadUserInput, Conflict, NotFound
+from graphql_api.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from graphql_api.models import EMAIL_MAX, USERS, UserFields, utcnow
 from graphql_api.validation import changes_of, validate
 
@@ -63,6 +64,26 @@ def find_user_by_email(conn: Connection, email: str) -> RowMapping | None:
 def user_exists(conn: Connection, user_id: str) -> bool:
     query = sa.select(USERS.c.id).where(USERS.c.id == user_id)
     return conn.execute(query).first() is not None
+
+
+def provision_user(conn: Connection, user_id: str, email: str | None) -> None:
+    """Create the user of an external token, unless a concurrent request just did (race-safe)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    statement = insert(USERS).values(
+        id=user_id,
+        email=(email or f"{user_id}@users.invalid").strip().lower(),
+        name="",
+        password_hash=None,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        conn.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+    except sa.exc.IntegrityError as exc:
+        raise Unauthenticated(
+            "This identity's email belongs to another account: sign in with that account."
+        ) from exc
 
 
 def create_user(

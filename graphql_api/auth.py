@@ -1,0 +1,230 @@
+"""Tokens in, a principal out: built-in HS256 tokens and an external provider's JWKS; passwords.
+
+Algorithms are pinned per key source: HS256 is verified only with `JWT_SECRET`, asymmetric
+algorithms only with keys from the JWKS, so a token cannot pick how it is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from graphql_api.db import Principal
+from graphql_api.errors import BadUserInput, Unauthenticated
+from graphql_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BUILT_IN_ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+DEV_SECRET_FILE = Path(".jwt-secret")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+
+def resolve_jwt_secret(settings: Settings) -> str | None:
+    """`JWT_SECRET`; in development without one, a generated secret kept in `.jwt-secret`.
+
+    The file makes the secret survive restarts and be shared by every worker process and by
+    `graphql-api token`. Production never generates one (see `check_production_settings`).
+    """
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.environment == "production":
+        return None
+    if not DEV_SECRET_FILE.exists():
+        DEV_SECRET_FILE.touch(mode=0o600)
+        DEV_SECRET_FILE.write_text(secrets.token_urlsafe(48))
+        log.warning(
+            "JWT_SECRET is not set: generated a development secret in %s. "
+            "Set JWT_SECRET in production.",
+            DEV_SECRET_FILE.resolve(),
+        )
+    return DEV_SECRET_FILE.read_text().strip()
+
+
+def check_production_settings(settings: Settings) -> None:
+    """Refuse to run in production with no way to verify tokens."""
+    if settings.environment == "production" and not (settings.jwt_secret or settings.jwt_jwks_url):
+        raise RuntimeError("ENVIRONMENT=production needs JWT_SECRET or JWT_JWKS_URL to be set.")
+
+
+class Passwords:
+    """argon2id hashing; checking an unknown email costs what checking a wrong password costs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+        )
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @staticmethod
+    def check_strength(password: str) -> None:
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise BadUserInput(
+                f"`password`: use {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+                field="password",
+            )
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True if `password` matches; a missing hash is checked against a decoy (same cost)."""
+        try:
+            self._hasher.verify(password_hash or self._decoy, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return password_hash is not None
+
+
+class JwksCache:
+    """An identity provider's signing keys, fetched over HTTP and kept for a while.
+
+    An unknown `kid` triggers a refetch (keys rotate), but at most once per
+    `jwks_min_refetch_seconds`, so a flood of made-up `kid`s cannot hammer the provider.
+    """
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        assert settings.jwt_jwks_url
+        self._url = settings.jwt_jwks_url
+        self._ttl = settings.jwks_cache_seconds
+        self._min_refetch = settings.jwks_min_refetch_seconds
+        self._client = client or httpx.AsyncClient(timeout=5.0)
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK:
+        now = time.monotonic()
+        if kid in self._keys and now - self._fetched_at < self._ttl:
+            return self._keys[kid]  # type: ignore[index]
+        async with self._lock:
+            stale = time.monotonic() - self._fetched_at
+            if (kid not in self._keys and stale >= self._min_refetch) or stale >= self._ttl:
+                await self._fetch()
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        if kid not in self._keys:
+            raise Unauthenticated("Token signed with an unknown key.")
+        return self._keys[kid]  # type: ignore[index]
+
+    async def _fetch(self) -> None:
+        try:
+            response = await self._client.get(self._url)
+            response.raise_for_status()
+            key_set = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            log.warning("Could not fetch the JWKS from %s: %s", self._url, exc)
+            self._fetched_at = time.monotonic()  # back off as if fetched
+            return
+        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+        if len(key_set.keys) == 1 and not key_set.keys[0].key_id:
+            self._keys = {"": key_set.keys[0]}
+        self._fetched_at = time.monotonic()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class Tokens:
+    """Issues built-in tokens and verifies built-in and external ones."""
+
+    def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
+        self._settings = settings
+        self._secret = resolve_jwt_secret(settings)
+        self._jwks = jwks if jwks is not None else (
+            JwksCache(settings) if settings.jwt_jwks_url else None
+        )
+
+    def issue(self, user_id: str) -> str:
+        if not self._secret:
+            raise RuntimeError("Built-in tokens need JWT_SECRET.")
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "iat": now,
+            "exp": now + self._settings.jwt_lifetime_seconds,
+            "iss": self._settings.token_issuer,
+        }
+        return jwt.encode(claims, self._secret, algorithm=BUILT_IN_ALGORITHM)
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token; UNAUTHENTICATED with a helpful reason otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise Unauthenticated("Malformed token.") from None
+        algorithm = header.get("alg")
+        if algorithm == BUILT_IN_ALGORITHM and self._secret:
+            claims = self._decode(token, self._secret, algorithm, self._settings.token_issuer, None)
+            return Principal(user_id=claims["sub"])
+        if self._jwks is not None and algorithm in self._settings.jwt_algorithms:
+            key = await self._jwks.key(header.get("kid"))
+            claims = self._decode(
+                token, key, algorithm, self._settings.jwt_issuer, self._settings.jwt_audience
+            )
+            email = claims.get("email")
+            return Principal(
+                user_id=claims["sub"],
+                email=email if isinstance(email, str) else None,
+                external=True,
+            )
+        raise Unauthenticated("Token algorithm not accepted.")
+
+    def _decode(
+        self,
+        token: str,
+        key: Any,
+        algorithm: str,
+        issuer: str | None,
+        audience: str | None,
+    ) -> dict[str, Any]:
+        required = [*REQUIRED_CLAIMS, *(["iss"] if issuer else []), *(["aud"] if audience else [])]
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                issuer=issuer,
+                audience=audience,
+                leeway=self._settings.jwt_leeway_seconds,
+                options={"require": required, "verify_aud": audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("Token expired: sign in again.") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("Token issuer not accepted.") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("Token audience not accepted.") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"Token lacks the `{exc.claim}` claim.") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("Invalid token.") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not 0 < len(subject) <= 255:
+            raise Unauthenticated("Invalid token subject.")
+        return claims
+
+    async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; UNAUTHENTICATED if malformed."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Send the token as `Authorization: Bearer <token>`.")
+    return token.strip()

@@ -1,0 +1,97 @@
+"""The per-request context: who is asking, a database handle scoped to them, fresh loaders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
+
+import strawberry
+from sqlalchemy.engine import Connection
+from starlette.requests import Request
+from strawberry.fastapi import BaseContext
+
+from graphql_api.auth import Passwords, Tokens, bearer_token
+from graphql_api.db import Database, Principal
+from graphql_api.errors import Unauthenticated
+from graphql_api.loaders import Loaders
+from graphql_api.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    """What lives as long as the process: built once by `create_app`."""
+
+    settings: Settings
+    database: Database
+    tokens: Tokens
+    passwords: Passwords
+
+
+class Context(BaseContext):
+    """Built once per request. Nothing in it comes from the client except the verified token."""
+
+    def __init__(
+        self,
+        services: Services,
+        principal: Principal | None,
+        *,
+        auth_error: Unauthenticated | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.principal = principal
+        self.auth_error = auth_error
+        self.request_id = request_id or uuid.uuid4().hex
+        self.db = services.database.request(principal)
+        self.loaders = self._fresh_loaders()
+
+    def _fresh_loaders(self) -> Loaders:
+        return Loaders(self.db, batch=self.services.settings.use_dataloaders)
+
+    @property
+    def user_id(self) -> str:
+        return self.db.user_id
+
+    async def write(
+        self, fn: Callable[Concatenate[Connection, str, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """A scoped write; afterwards the loaders start empty, so nothing stale is shown."""
+        result = await self.db.write(fn, *args, **kwargs)
+        self.loaders = self._fresh_loaders()
+        return result
+
+
+Info = strawberry.Info[Context, None]
+
+
+async def get_context(request: Request) -> AsyncIterator[Context]:
+    """FastAPI dependency: verify the bearer token (no database involved), then build the context.
+
+    A bad token does not fail the request here: public operations (sign-up, sign-in,
+    introspection) still work, and anything else answers UNAUTHENTICATED with the reason.
+    """
+    services: Services = request.app.state.services
+    principal = None
+    auth_error = None
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is not None:
+            principal = await services.tokens.verify(token)
+    except Unauthenticated as exc:
+        auth_error = exc
+    context = Context(
+        services,
+        principal,
+        auth_error=auth_error,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    try:
+        yield context
+    finally:
+        await context.db.close()

@@ -1,0 +1,85 @@
+"""Write operations of the conversations domain: each runs in one transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from graphql_api import models
+from graphql_api.context import Info
+from graphql_api.conversations import repository as conversations
+from graphql_api.conversations.types import Conversation, Message
+from graphql_api.mirror import given_fields, mirror
+from graphql_api.relay import decode_uuid
+
+
+@mirror(models.ConversationFields, kind="input", description="A new conversation.")
+class CreateConversationInput:
+    pass
+
+
+@mirror(
+    models.ConversationFields, kind="patch", description="Changes to a conversation: absent fields stay."
+)
+class UpdateConversationInput:
+    pass
+
+
+@mirror(models.MessageFields, kind="input", description="A new message.")
+class PostMessageInput:
+    pass
+
+
+ConversationId = Annotated[
+    strawberry.ID, strawberry.argument(description="The conversation's global ID.")
+]
+
+
+@strawberry.type
+class ConversationMutations:
+    @strawberry.mutation(description="Start a conversation.")
+    async def create_conversation(
+        self,
+        info: Info,
+        input: Annotated[  # noqa: A002
+            CreateConversationInput, strawberry.argument(description="The conversation.")
+        ],
+    ) -> Conversation:
+        row = await info.context.write(conversations.create_conversation, given_fields(input))
+        return Conversation.from_row(row)
+
+    @strawberry.mutation(description="Rename a conversation.")
+    async def update_conversation(
+        self,
+        info: Info,
+        id: ConversationId,  # noqa: A002
+        input: Annotated[  # noqa: A002
+            UpdateConversationInput, strawberry.argument(description="The changes.")
+        ],
+    ) -> Conversation:
+        row = await info.context.write(
+            conversations.update_conversation,
+            decode_uuid(id, "Conversation"),
+            given_fields(input),
+        )
+        return Conversation.from_row(row)
+
+    @strawberry.mutation(description="Delete a conversation and, with it, its messages.")
+    async def delete_conversation(self, info: Info, id: ConversationId) -> Conversation:  # noqa: A002
+        row = await info.context.write(
+            conversations.delete_conversation, decode_uuid(id, "Conversation")
+        )
+        return Conversation.from_row(row)
+
+    @strawberry.mutation(description="Append a message to a conversation.")
+    async def post_message(
+        self,
+        info: Info,
+        conversation_id: ConversationId,
+        input: Annotated[PostMessageInput, strawberry.argument(description="The message.")],  # noqa: A002
+    ) -> Message:
+        row = await info.context.write(
+            conversations.post_message, decode_uuid(conversation_id, "Conversation"), given_fields(input)
+        )
+        return Message.from_row(row)

@@ -1,0 +1,84 @@
+"""GraphQL types of the conversations domain."""
+
+from __future__ import annotations
+
+import uuid
+
+import strawberry
+from sqlalchemy.engine import RowMapping
+
+from graphql_api import models
+from graphql_api.context import Info
+from graphql_api.errors import NotFound
+from graphql_api.mirror import describe_enum, mirror, mirrored_values
+from graphql_api.relay import After, Before, Connection, First, Last, Node, encode_id, page_args
+from graphql_api.relay import to_connection
+
+describe_enum(
+    models.MessageRole,
+    "Who wrote a message.",
+    {
+        models.MessageRole.USER: "The person using the app.",
+        models.MessageRole.ASSISTANT: "The assistant answering them.",
+        models.MessageRole.SYSTEM: "Instructions that frame the conversation.",
+    },
+)
+
+OWNED = {
+    "user_id": "implied: a client only ever sees its own rows",
+    "id": "exposed as the opaque global `id` of Node",
+}
+
+
+@mirror(models.Conversation, exclude=OWNED)
+class Conversation(Node):
+    row_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Conversation:
+        return cls(
+            id=encode_id("Conversation", row["id"]),
+            row_id=row["id"],
+            **mirrored_values(cls, row),
+        )
+
+    @strawberry.field(
+        description="The messages, oldest first. Ask `last: N` for the N most recent."
+    )
+    async def messages(
+        self, info: Info, first: First = None, after: After = None, last: Last = None,
+        before: Before = None,
+    ) -> Connection[Message]:
+        page = page_args(first, after, last, before)
+        loaders = info.context.loaders
+        result = await loaders.messages_page_by_conversation_id(page).load(self.row_id)
+
+        async def count() -> int:
+            return await loaders.message_count_by_conversation_id.load(self.row_id)
+
+        return to_connection(result, Message.from_row, count)
+
+
+@mirror(
+    models.Message,
+    exclude={**OWNED, "conversation_id": "exposed as the `conversation` field"},
+)
+class Message(Node):
+    row_id: strawberry.Private[uuid.UUID]
+    conversation_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Message:
+        return cls(
+            id=encode_id("Message", row["id"]),
+            row_id=row["id"],
+            conversation_id=row["conversation_id"],
+            **mirrored_values(cls, row),
+        )
+
+    @strawberry.field(description="The conversation this message belongs to.")
+    async def conversation(self, info: Info) -> Conversation:
+        row = await info.context.loaders.conversation_by_id.load(self.conversation_id)
+        if row is None:
+            raise NotFound("Conversation")
+        return Conversation.from_row(row)

@@ -1,0 +1,84 @@
+"""Every relationship of the schema resolves through one of these per-request dataloaders.
+
+A fresh `Loaders` is built for each request (and after each mutation), so nothing cached can
+cross from one user or one write to another. Loads of one tick are batched into one call of
+the data layer, which sends one statement; keys the user does not own come back empty.
+With `batch=False` (the benchmark's naive mode) each key costs a statement of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from aiodataloader import DataLoader
+
+from graphql_api.conversations import repository as conversations
+from graphql_api.db import RequestDb
+from graphql_api.pagination import Page, PageArgs
+from graphql_api.tags import repository as tags
+from graphql_api.tasks import repository as tasks
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Loaders:
+    """The dataloaders of one request, named by what they return and what they are keyed by."""
+
+    def __init__(self, db: RequestDb, *, batch: bool = True) -> None:
+        self._db = db
+        self._batch = batch
+        self._paged: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
+
+        self.task_by_id = self._loader(tasks.get_tasks, default=None)
+        self.tag_by_id = self._loader(tags.get_tags, default=None)
+        self.conversation_by_id = self._loader(conversations.get_conversations, default=None)
+        self.message_by_id = self._loader(conversations.get_messages, default=None)
+        self.tags_by_task_id = self._loader(tags.tags_of_tasks, default=[])
+        self.subtasks_by_task_id = self._loader(tasks.subtasks_of, default=[])
+        self.parents_by_task_id = self._loader(tasks.parents_of, default=[])
+        self.task_count_by_tag_id = self._loader(tags.count_tasks_of_tags, default=0)
+        self.message_count_by_conversation_id = self._loader(
+            conversations.count_messages_of_conversations, default=0
+        )
+
+    def _loader(self, fetch: Callable[..., Mapping[Any, V]], *, default: V) -> DataLoader[Any, V]:
+        db = self._db
+
+        async def load(keys: list[Any]) -> list[V]:
+            found = await db.read(fetch, keys)
+            return [found.get(key, default) for key in keys]
+
+        return DataLoader(load, batch=self._batch)
+
+    def _paged_loader(
+        self, name: str, fetch: Callable[..., Mapping[Any, Page]], page: PageArgs
+    ) -> DataLoader[uuid.UUID, Page]:
+        """One loader per distinct page arguments: parents asking the same page share a batch."""
+        key = (name, page)
+        if key not in self._paged:
+            db = self._db
+
+            async def load(keys: list[uuid.UUID]) -> list[Page]:
+                found = await db.read(fetch, keys, page)
+                return [found.get(key, Page.empty()) for key in keys]
+
+            self._paged[key] = DataLoader(load, batch=self._batch)
+        return self._paged[key]
+
+    def tasks_page_by_tag_id(self, page: PageArgs) -> DataLoader[uuid.UUID, Page]:
+        return self._paged_loader("tasks_by_tag", tags.tasks_of_tags, page)
+
+    def messages_page_by_conversation_id(self, page: PageArgs) -> DataLoader[uuid.UUID, Page]:
+        return self._paged_loader(
+            "messages_by_conversation", conversations.messages_of_conversations, page
+        )
+
+
+async def load_all(loader: DataLoader[K, V], keys: Iterable[K]) -> list[V]:
+    """`load_many` with a precise type."""
+    result: list[V] = await loader.load_many(list(keys))
+    return result
+

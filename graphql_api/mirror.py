@@ -1,0 +1,97 @@
+"""Strawberry types that mirror SQLModel tables: one source of truth for columns and types.
+
+`@mirror(models.Task, exclude={...})` adds one GraphQL field per column, typed and described as
+the model declares it. Every column is either mirrored or excluded with a reason, in one visible
+place next to the type, so a column added to a table shows up in the API unless excluded.
+Input types mirror the `...Fields` models the same way, so limits and descriptions live once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import strawberry
+from pydantic.fields import FieldInfo
+from sqlalchemy.engine import RowMapping
+from sqlmodel import SQLModel
+
+C = TypeVar("C", bound=type)
+Kind = Literal["output", "input", "patch"]
+
+
+def _field(info: FieldInfo, kind: Kind) -> tuple[Any, Any]:
+    """(annotation, strawberry field) of one model field."""
+    if kind == "output":
+        return info.annotation, strawberry.field(description=info.description)
+    if kind == "patch":  # every field optional; absent fields are UNSET, not None
+        return info.annotation | None, strawberry.field(
+            description=info.description, default=strawberry.UNSET
+        )
+    if info.is_required():
+        return info.annotation, strawberry.field(description=info.description)
+    return info.annotation, strawberry.field(description=info.description, default=info.default)
+
+
+def mirror(
+    model: type[SQLModel],
+    *,
+    exclude: Mapping[str, str] | None = None,
+    kind: Kind = "output",
+    description: str | None = None,
+) -> Callable[[C], C]:
+    """Make the decorated class the Strawberry type (or input) mirroring `model`.
+
+    `exclude` maps a column to why it is not mirrored as is (private, or exposed by a field the
+    class body writes itself). Fields declared in the class body win over mirrored ones.
+    """
+    exclude = exclude or {}
+    unknown = set(exclude) - set(model.model_fields)
+    if unknown:
+        raise ValueError(f"{model.__name__} has no columns {sorted(unknown)}")
+
+    def decorate(cls: C) -> C:
+        declared = dict(cls.__dict__.get("__annotations__", {}))
+        mirrored: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            if name in exclude or name in declared or name in cls.__dict__:
+                continue
+            mirrored[name], default = _field(info, kind)
+            setattr(cls, name, default)
+        # Mirrored fields first: required inputs before optional ones, as in the model.
+        cls.__annotations__ = {**mirrored, **declared}
+        cls.__mirrored_columns__ = tuple(mirrored)  # type: ignore[attr-defined]
+        text = description or (model.__doc__ or "").strip()
+        if kind == "output":
+            return strawberry.type(cls, description=text)  # type: ignore[return-value]
+        return strawberry.input(cls, description=text)  # type: ignore[return-value]
+
+    return decorate
+
+
+def mirrored_values(cls: type, row: RowMapping) -> dict[str, Any]:
+    """The mirrored columns of a row, as keyword arguments for the Strawberry type `cls`."""
+    return {name: row[name] for name in cls.__mirrored_columns__}  # type: ignore[attr-defined]
+
+
+def given_fields(value: object) -> dict[str, Any]:
+    """The fields of an input that the client actually sent (UNSET ones left out)."""
+    return {
+        name: getattr(value, name)
+        for name in type(value).__mirrored_columns__  # type: ignore[attr-defined]
+        if getattr(value, name) is not strawberry.UNSET
+    }
+
+
+def describe_enum(
+    enum_cls: type[enum.Enum], description: str, values: Mapping[enum.Enum, str]
+) -> None:
+    """Register a model's enum as a GraphQL enum, with a description on every value."""
+    missing = set(enum_cls) - set(values)
+    if missing:
+        raise ValueError(f"{enum_cls.__name__}: describe {sorted(m.name for m in missing)}")
+    strawberry.enum(enum_cls, description=description)
+    definition = enum_cls.__strawberry_definition__  # type: ignore[attr-defined]
+    for value in definition.values:
+        value.description = values[enum_cls[value.name]]

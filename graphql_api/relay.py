@@ -1,0 +1,134 @@
+"""Relay building blocks: the `Node` interface, opaque global IDs, and cursor connections."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Generic, TypeVar
+
+import strawberry
+from sqlalchemy.engine import RowMapping
+
+from graphql_api.errors import NotFound
+from graphql_api.pagination import Page, PageArgs
+
+T = TypeVar("T")
+
+
+@strawberry.interface(description="An object with a globally unique, opaque ID (Relay).")
+class Node:
+    id: strawberry.ID = strawberry.field(
+        description="Opaque global ID: refetch the object with `node(id:)`."
+    )
+
+
+def encode_id(type_name: str, raw_id: object) -> strawberry.ID:
+    """The global ID of a row: base64 of `Type:id`."""
+    return strawberry.ID(base64.urlsafe_b64encode(f"{type_name}:{raw_id}".encode()).decode())
+
+
+def decode_id(global_id: str) -> tuple[str, str]:
+    """(type name, raw id) of a global ID; NOT_FOUND if it is not one of ours."""
+    try:
+        type_name, _, raw_id = base64.urlsafe_b64decode(global_id.encode()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise NotFound("Object") from None
+    if not type_name or not raw_id:
+        raise NotFound("Object")
+    return type_name, raw_id
+
+
+def decode_uuid(global_id: str, type_name: str) -> uuid.UUID:
+    """The row id inside a global ID of `type_name`; NOT_FOUND for any other ID."""
+    try:
+        found_type, raw_id = decode_id(global_id)
+    except NotFound:
+        raise NotFound(type_name) from None
+    if found_type != type_name:
+        raise NotFound(type_name)
+    return parse_uuid(raw_id, type_name)
+
+
+def parse_uuid(raw_id: str, type_name: str) -> uuid.UUID:
+    """The row id of a decoded global ID; NOT_FOUND if it is not a UUID."""
+    try:
+        return uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound(type_name) from None
+
+
+def decode_uuids(global_ids: Sequence[str], type_name: str) -> list[uuid.UUID]:
+    return [decode_uuid(global_id, type_name) for global_id in global_ids]
+
+
+@strawberry.type(description="Where a page sits in its list (Relay).")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    has_previous_page: bool = strawberry.field(
+        description="Items precede this page. Paging forward, true whenever `after` was given."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first item of the page; null when the page is empty."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last item of the page; null when the page is empty."
+    )
+
+
+@strawberry.type(description="An item of a connection with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(
+        description="Opaque position of this item; pass it as `after` or `before`."
+    )
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of a list, with cursors to fetch the pages around it (Relay).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page with cursors.")
+    page_info: PageInfo = strawberry.field(description="Whether there are more pages.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="The items of this page, without cursors.")
+    def nodes(self) -> list[T]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="How many items the whole list holds, across all pages.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def to_connection(
+    page: Page, make: Callable[[RowMapping], T], count: Callable[[], Awaitable[int]]
+) -> Connection[T]:
+    """A connection from a data-layer page; `count` runs only if `totalCount` is asked."""
+    edges = [Edge(cursor=c, node=make(row)) for row, c in zip(page.rows, page.cursors, strict=True)]
+    info = PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=page.cursors[0] if page.cursors else None,
+        end_cursor=page.cursors[-1] if page.cursors else None,
+    )
+    return Connection(edges=edges, page_info=info, count=count)
+
+
+First = Annotated[
+    int | None,
+    strawberry.argument(description="Page size from the start (or from `after`): at most 100, default 20."),
+]
+After = Annotated[
+    str | None, strawberry.argument(description="Return items after this cursor.")
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(description="Page size from the end (or from `before`): at most 100."),
+]
+Before = Annotated[
+    str | None, strawberry.argument(description="Return items before this cursor.")
+]
+
+
+def page_args(first: int | None, after: str | None, last: int | None, before: str | None) -> PageArgs:
+    return PageArgs(first=first, after=after, last=last, before=before)

@@ -1,0 +1,215 @@
+"""The schema: the domains' queries and mutations merged, `node`, and the request guards."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError
+from graphql.language import (
+    DocumentNode,
+    FieldNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.types import ExecutionContext
+
+from graphql_api.context import Context, Info
+from graphql_api.conversations.mutations import ConversationMutations
+from graphql_api.conversations.queries import ConversationQueries
+from graphql_api.conversations.types import Conversation, Message
+from graphql_api.errors import ApiError, NotFound, Unauthenticated
+from graphql_api.relay import Node, decode_id, parse_uuid
+from graphql_api.tags.mutations import TagMutations
+from graphql_api.tags.queries import TagQueries
+from graphql_api.tags.types import Tag
+from graphql_api.tasks.mutations import TaskMutations
+from graphql_api.tasks.queries import TaskQueries
+from graphql_api.tasks.types import Task
+from graphql_api.users import repository as users
+from graphql_api.users.mutations import UserMutations
+from graphql_api.users.queries import UserQueries
+from graphql_api.users.types import User
+
+log = logging.getLogger(__name__)
+
+PUBLIC_ROOT_FIELDS = frozenset({"signUp", "signIn", "__schema", "__type", "__typename"})
+"""Root fields that work without a token. Everything else answers UNAUTHENTICATED."""
+
+
+async def _load_node(info: Info, type_name: str, raw_id: str) -> Node:
+    context = info.context
+    if type_name == "User":
+        if raw_id != context.user_id:
+            raise NotFound("User")
+        return User.from_row(await context.db.read(users.get_user))
+    loaders = context.loaders
+    by_type: dict[str, tuple[Any, Any]] = {
+        "Task": (loaders.task_by_id, Task.from_row),
+        "Tag": (loaders.tag_by_id, Tag.from_row),
+        "Conversation": (loaders.conversation_by_id, Conversation.from_row),
+        "Message": (loaders.message_by_id, Message.from_row),
+    }
+    if type_name not in by_type:
+        raise NotFound("Object")
+    loader, make = by_type[type_name]
+    row = await loader.load(parse_uuid(raw_id, type_name))
+    if row is None:
+        raise NotFound(type_name)
+    node: Node = make(row)
+    return node
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(
+        description="Refetch any object by its global ID; null and NOT_FOUND if it is not yours."
+    )
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],  # noqa: A002
+    ) -> Node | None:
+        type_name, raw_id = decode_id(id)
+        return await _load_node(info, type_name, raw_id)
+
+
+@strawberry.type(description="Everything you can read; all of it is scoped to the signed-in user.")
+class Query(UserQueries, NodeQueries, TaskQueries, TagQueries, ConversationQueries):
+    pass
+
+
+@strawberry.type(description="Everything you can change; each mutation is one transaction.")
+class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations):
+    pass
+
+
+def _root_fields(
+    selection_set: SelectionSetNode, document: DocumentNode, seen: set[str]
+) -> Iterator[str]:
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if hasattr(definition, "type_condition")
+    }
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection.name.value
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _root_fields(selection.selection_set, document, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            seen.add(selection.name.value)
+            fragment = fragments[selection.name.value]
+            yield from _root_fields(fragment.selection_set, document, seen)  # type: ignore[attr-defined]
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    for operation in operations:
+        if name is None or (operation.name and operation.name.value == name):
+            return operation
+    return None
+
+
+class RequireAuthentication(SchemaExtension):
+    """No token, no data: an operation selecting any non-public root field is refused whole."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        context: Context = execution.context
+        document = execution.graphql_document
+        if context.principal is None and document is not None:
+            operation = _operation(document, execution.operation_name)
+            if operation is not None:
+                fields = set(_root_fields(operation.selection_set, document, set()))
+                if fields - PUBLIC_ROOT_FIELDS:
+                    error = context.auth_error or Unauthenticated(
+                        "Sign in first: send `Authorization: Bearer <token>`."
+                    )
+                    execution.result = GraphQLExecutionResult(
+                        data=None,
+                        errors=[GraphQLError(error.message, extensions=error.extensions)],
+                    )
+        yield
+
+
+def _code_of(error: GraphQLError) -> str:
+    if error.message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if error.message.startswith("Variable '$"):
+        return "BAD_USER_INPUT"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """An error that is not the client's doing: a bug or an outage, to be masked and logged."""
+    original = error.original_error
+    return original is not None and not isinstance(original, (ApiError, GraphQLError))
+
+
+class FormatErrors(SchemaExtension):
+    """Every error gets an `extensions.code`; unexpected ones are masked (no stack, no SQL)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        context = self.execution_context.context
+        request_id = getattr(context, "request_id", None)
+        result.errors = [self._format(error, request_id) for error in result.errors]
+
+    @staticmethod
+    def _format(error: GraphQLError, request_id: str | None) -> GraphQLError:
+        if is_unexpected(error):
+            return GraphQLError(
+                "Internal server error.",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+            )
+        if "code" not in (error.extensions or {}):
+            error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
+        return error
+
+
+class ApiSchema(strawberry.Schema):
+    """Logs unexpected errors with their stack and request id; the client's own mistakes are
+    not server errors and are logged at debug level only."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", None)
+        for error in errors:
+            if is_unexpected(error):
+                log.error(
+                    "Unexpected error in %s (request %s)",
+                    ".".join(map(str, error.path or [])) or "operation",
+                    request_id,
+                    exc_info=error.original_error,
+                )
+            else:
+                log.debug("Client error: %s", error.message)
+
+
+def build_schema() -> strawberry.Schema:
+    return ApiSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            FormatErrors,
+            RequireAuthentication,
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,134 @@
+"""GraphQL types of the tasks domain."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from sqlalchemy.engine import RowMapping
+
+from graphql_api import models
+from graphql_api.context import Info
+from graphql_api.mirror import describe_enum, mirror, mirrored_values
+from graphql_api.relay import Node, encode_id
+from graphql_api.tags import repository as tags_repository
+from graphql_api.tags import types as tag_types
+from graphql_api.tasks.repository import TaskCounts, TaskOrderField
+
+if TYPE_CHECKING:
+    from graphql_api.tags.types import Tag
+
+describe_enum(
+    models.Priority,
+    "How urgent a task is, from LOW to HIGH.",
+    {
+        models.Priority.LOW: "Whenever there is time.",
+        models.Priority.MEDIUM: "The default.",
+        models.Priority.HIGH: "Do this first.",
+    },
+)
+describe_enum(
+    TaskOrderField,
+    "A field a task list can be sorted by. Ties are broken by the task's id.",
+    {
+        TaskOrderField.CREATED_AT: "When the task was created.",
+        TaskOrderField.UPDATED_AT: "When the task last changed.",
+        TaskOrderField.DUE_DATE: "The due date; tasks without one sort last ascending, first descending.",
+        TaskOrderField.PRIORITY: "LOW < MEDIUM < HIGH.",
+        TaskOrderField.TITLE: "The title, ignoring case.",
+    },
+)
+
+
+@strawberry.enum(description="Sort direction.")
+class OrderDirection(enum.Enum):
+    ASC = strawberry.enum_value("asc", description="Smallest first.")
+    DESC = strawberry.enum_value("desc", description="Largest first.")
+
+
+@mirror(
+    models.Task,
+    exclude={
+        "user_id": "implied: a client only ever sees its own rows",
+        "id": "exposed as the opaque global `id` of Node",
+    },
+)
+class Task(Node):
+    row_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Task:
+        return cls(id=encode_id("Task", row["id"]), row_id=row["id"], **mirrored_values(cls, row))
+
+    @strawberry.field(description="True when the task is open and its due date has passed.")
+    def is_overdue(self) -> bool:
+        due_date: datetime | None = self.due_date  # type: ignore[attr-defined]
+        completed: bool = self.completed  # type: ignore[attr-defined]
+        return not completed and due_date is not None and due_date < models.utcnow()
+
+    @strawberry.field(description="The live tags on this task, by name.")
+    async def tags(
+        self, info: Info
+    ) -> list[Annotated[Tag, strawberry.lazy("graphql_api.tags.types")]]:
+        rows = await info.context.loaders.tags_by_task_id.load(self.row_id)
+        return [tag_types.Tag.from_row(row) for row in rows]
+
+    @strawberry.field(description="The live subtasks of this task, oldest first.")
+    async def subtasks(self, info: Info) -> list[Task]:
+        rows = await info.context.loaders.subtasks_by_task_id.load(self.row_id)
+        return [Task.from_row(row) for row in rows]
+
+    @strawberry.field(description="The live tasks this task is a subtask of, oldest first.")
+    async def parents(self, info: Info) -> list[Task]:
+        rows = await info.context.loaders.parents_by_task_id.load(self.row_id)
+        return [Task.from_row(row) for row in rows]
+
+
+@strawberry.type(description="How many live tasks have one priority.")
+class PriorityCount:
+    priority: models.Priority = strawberry.field(description="The priority.")
+    count: int = strawberry.field(description="Live tasks with it.")
+
+
+@strawberry.type(description="How many live tasks carry one tag.")
+class TagCount:
+    tag: Annotated[Tag, strawberry.lazy("graphql_api.tags.types")] = strawberry.field(
+        description="The tag."
+    )
+    count: int = strawberry.field(description="Live tasks carrying it.")
+
+
+@strawberry.type(description="Counts over the caller's live tasks (the trash is not counted).")
+class TaskStats:
+    counts: strawberry.Private[TaskCounts]
+
+    @strawberry.field(description="All live tasks.")
+    def total(self) -> int:
+        return self.counts.total
+
+    @strawberry.field(description="Live tasks not completed.")
+    def open(self) -> int:
+        return self.counts.total - self.counts.completed
+
+    @strawberry.field(description="Live tasks completed.")
+    def completed(self) -> int:
+        return self.counts.completed
+
+    @strawberry.field(description="Open tasks whose due date has passed.")
+    def overdue(self) -> int:
+        return self.counts.overdue
+
+    @strawberry.field(description="Live tasks per priority, LOW to HIGH, zeros included.")
+    def by_priority(self) -> list[PriorityCount]:
+        return [
+            PriorityCount(priority=priority, count=count)
+            for priority, count in self.counts.by_priority.items()
+        ]
+
+    @strawberry.field(description="Live tasks per live tag, by tag name, zeros included.")
+    async def by_tag(self, info: Info) -> list[TagCount]:
+        rows = await info.context.db.read(tags_repository.task_counts_by_tag)
+        return [TagCount(tag=tag_types.Tag.from_row(tag), count=count) for tag, count in rows]
