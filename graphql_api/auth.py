@@ -105,18 +105,25 @@ class JwksCache:
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
-        now = time.monotonic()
-        if kid in self._keys and now - self._fetched_at < self._ttl:
-            return self._keys[kid]  # type: ignore[index]
-        async with self._lock:
-            stale = time.monotonic() - self._fetched_at
-            if (kid not in self._keys and stale >= self._min_refetch) or stale >= self._ttl:
-                await self._fetch()
-        if kid is None and len(self._keys) == 1:
-            return next(iter(self._keys.values()))
-        if kid not in self._keys:
+        """The key a token names; a token without `kid` works when the set has one key."""
+        key = self._find(kid)
+        if key is None or self._age() >= self._ttl:
+            async with self._lock:  # one fetch at a time; waiters reuse its result
+                age = self._age()
+                if age >= self._ttl or (self._find(kid) is None and age >= self._min_refetch):
+                    await self._fetch()
+            key = self._find(kid)
+        if key is None:
             raise Unauthenticated("Token signed with an unknown key.")
-        return self._keys[kid]  # type: ignore[index]
+        return key
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    def _age(self) -> float:
+        return time.monotonic() - self._fetched_at
 
     async def _fetch(self) -> None:
         try:
@@ -127,9 +134,7 @@ class JwksCache:
             log.warning("Could not fetch the JWKS from %s: %s", self._url, exc)
             self._fetched_at = time.monotonic()  # back off as if fetched
             return
-        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
-        if len(key_set.keys) == 1 and not key_set.keys[0].key_id:
-            self._keys = {"": key_set.keys[0]}
+        self._keys = {key.key_id or "": key for key in key_set.keys}
         self._fetched_at = time.monotonic()
 
     async def aclose(self) -> None:
@@ -142,8 +147,8 @@ class Tokens:
     def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
         self._settings = settings
         self._secret = resolve_jwt_secret(settings)
-        self._jwks = jwks if jwks is not None else (
-            JwksCache(settings) if settings.jwt_jwks_url else None
+        self._jwks = (
+            jwks if jwks is not None else (JwksCache(settings) if settings.jwt_jwks_url else None)
         )
 
     def issue(self, user_id: str) -> str:

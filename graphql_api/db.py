@@ -23,8 +23,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
-from graphql_api.users.repository import provision_user, user_exists
 from graphql_api.settings import Settings
+from graphql_api.users.repository import provision_user, user_exists
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
+from sqlalchemy.engine import RowMapping
 
 from graphql_api.conversations import repository as conversations
 from graphql_api.db import RequestDb
@@ -36,9 +37,9 @@ class Loaders:
         self.tag_by_id = self._loader(tags.get_tags, default=None)
         self.conversation_by_id = self._loader(conversations.get_conversations, default=None)
         self.message_by_id = self._loader(conversations.get_messages, default=None)
-        self.tags_by_task_id = self._loader(tags.tags_of_tasks, default=[])
-        self.subtasks_by_task_id = self._loader(tasks.subtasks_of, default=[])
-        self.parents_by_task_id = self._loader(tasks.parents_of, default=[])
+        self.tags_by_task_id = self._list_loader(tags.tags_of_tasks)
+        self.subtasks_by_task_id = self._list_loader(tasks.subtasks_of)
+        self.parents_by_task_id = self._list_loader(tasks.parents_of)
         self.task_count_by_tag_id = self._loader(tags.count_tasks_of_tags, default=0)
         self.message_count_by_conversation_id = self._loader(
             conversations.count_messages_of_conversations, default=0
@@ -50,6 +51,17 @@ class Loaders:
         async def load(keys: list[Any]) -> list[V]:
             found = await db.read(fetch, keys)
             return [found.get(key, default) for key in keys]
+
+        return DataLoader(load, batch=self._batch)
+
+    def _list_loader(
+        self, fetch: Callable[..., Mapping[Any, list[RowMapping]]]
+    ) -> DataLoader[Any, list[RowMapping]]:
+        db = self._db
+
+        async def load(keys: list[Any]) -> list[list[RowMapping]]:
+            found = await db.read(fetch, keys)
+            return [found.get(key, []) for key in keys]
 
         return DataLoader(load, batch=self._batch)
 
@@ -81,4 +93,3 @@ async def load_all(loader: DataLoader[K, V], keys: Iterable[K]) -> list[V]:
     """`load_many` with a precise type."""
     result: list[V] = await loader.load_many(list(keys))
     return result
-

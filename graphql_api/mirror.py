@@ -9,8 +9,9 @@ Input types mirror the `...Fields` models the same way, so limits and descriptio
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, dataclass_transform
 
 import strawberry
 from pydantic.fields import FieldInfo
@@ -26,7 +27,7 @@ def _field(info: FieldInfo, kind: Kind) -> tuple[Any, Any]:
     if kind == "output":
         return info.annotation, strawberry.field(description=info.description)
     if kind == "patch":  # every field optional; absent fields are UNSET, not None
-        return info.annotation | None, strawberry.field(
+        return info.annotation | None, strawberry.field(  # type: ignore[operator]
             description=info.description, default=strawberry.UNSET
         )
     if info.is_required():
@@ -34,6 +35,7 @@ def _field(info: FieldInfo, kind: Kind) -> tuple[Any, Any]:
     return info.annotation, strawberry.field(description=info.description, default=info.default)
 
 
+@dataclass_transform(kw_only_default=True, field_specifiers=(strawberry.field,))
 def mirror(
     model: type[SQLModel],
     *,
@@ -52,7 +54,7 @@ def mirror(
         raise ValueError(f"{model.__name__} has no columns {sorted(unknown)}")
 
     def decorate(cls: C) -> C:
-        declared = dict(cls.__dict__.get("__annotations__", {}))
+        declared = dict(inspect.get_annotations(cls))
         mirrored: dict[str, Any] = {}
         for name, info in model.model_fields.items():
             if name in exclude or name in declared or name in cls.__dict__:
@@ -64,8 +66,8 @@ def mirror(
         cls.__mirrored_columns__ = tuple(mirrored)  # type: ignore[attr-defined]
         text = description or (model.__doc__ or "").strip()
         if kind == "output":
-            return strawberry.type(cls, description=text)  # type: ignore[return-value]
-        return strawberry.input(cls, description=text)  # type: ignore[return-value]
+            return strawberry.type(cls, description=text)
+        return strawberry.input(cls, description=text)
 
     return decorate
 

@@ -404,10 +404,15 @@ OWNED_TABLES: tuple[type[SQLModel], ...] = (
 """Every table whose rows belong to one user (all carry `user_id`)."""
 
 # Core handles on the tables: the data layer builds its SQL from these.
-USERS: sa.Table = User.__table__  # type: ignore[assignment]
-TASKS: sa.Table = Task.__table__  # type: ignore[assignment]
-TAGS: sa.Table = Tag.__table__  # type: ignore[assignment]
-TASK_TAGS: sa.Table = TaskTag.__table__  # type: ignore[assignment]
-TASK_RELATIONSHIPS: sa.Table = TaskRelationship.__table__  # type: ignore[assignment]
-CONVERSATIONS: sa.Table = Conversation.__table__  # type: ignore[assignment]
-MESSAGES: sa.Table = Message.__table__  # type: ignore[assignment]
+def _table(model: type[SQLModel]) -> sa.Table:
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+USERS = _table(User)
+TASKS = _table(Task)
+TAGS = _table(Tag)
+TASK_TAGS = _table(TaskTag)
+TASK_RELATIONSHIPS = _table(TaskRelationship)
+CONVERSATIONS = _table(Conversation)
+MESSAGES = _table(Message)

@@ -40,9 +40,7 @@ class PageArgs:
         for name in ("first", "last"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
-                raise BadUserInput(
-                    f"`{name}` must be between 0 and {MAX_PAGE_SIZE}.", field=name
-                )
+                raise BadUserInput(f"`{name}` must be between 0 and {MAX_PAGE_SIZE}.", field=name)
 
     @property
     def backward(self) -> bool:
@@ -84,17 +82,19 @@ class SortKey:
     def equals(self, value: Any) -> ColumnElement[bool]:
         if value is None:
             return self.expression.is_(None)
-        return self.expression == value
+        equal: ColumnElement[bool] = self.expression == value
+        return equal
 
     def beyond(self, value: Any) -> ColumnElement[bool]:
-        """Rows strictly after `value` in this key's order."""
-        if self.descending:
-            if value is None:
-                return self.expression.is_not(None) if self.nullable else sa.false()
-            return self.expression < value
+        """Rows strictly after `value` in this key's order (NULL counts as the largest)."""
         if value is None:
+            if self.descending and self.nullable:
+                return self.expression.is_not(None)
             return sa.false()
-        after = self.expression > value
+        if self.descending:
+            before: ColumnElement[bool] = self.expression < value
+            return before
+        after: ColumnElement[bool] = self.expression > value
         return sa.or_(after, self.expression.is_(None)) if self.nullable else after
 
 
@@ -119,7 +119,10 @@ class Ordering:
             name, *values = json.loads(raw)
             if name != self.name or len(values) != len(self.keys):
                 raise ValueError(name)
-            return [key.load(v) if v is not None else None for key, v in zip(self.keys, values)]
+            return [
+                key.load(v) if v is not None else None
+                for key, v in zip(self.keys, values, strict=True)
+            ]
         except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
             raise BadUserInput(
                 f"`{argument}` is not a cursor of this list in this order.", field=argument
@@ -129,7 +132,7 @@ class Ordering:
         """Rows strictly after the position `values` (a lexicographic comparison)."""
         alternatives = []
         for index, key in enumerate(self.keys):
-            prefix = [k.equals(v) for k, v in zip(self.keys[:index], values[:index])]
+            prefix = [k.equals(v) for k, v in zip(self.keys[:index], values[:index], strict=True)]
             alternatives.append(sa.and_(*prefix, key.beyond(values[index])))
         return sa.or_(*alternatives)
 
@@ -171,9 +174,7 @@ def _plan(ordering: Ordering, page: PageArgs) -> _Plan:
     return _Plan(walk, conditions, page.size + 1)  # one extra row tells if there is more
 
 
-def _to_page(
-    rows: list[RowMapping], ordering: Ordering, page: PageArgs
-) -> Page:
+def _to_page(rows: list[RowMapping], ordering: Ordering, page: PageArgs) -> Page:
     more = len(rows) > page.size
     rows = rows[: page.size]
     if page.backward:

@@ -116,19 +116,19 @@ def to_connection(
 
 First = Annotated[
     int | None,
-    strawberry.argument(description="Page size from the start (or from `after`): at most 100, default 20."),
+    strawberry.argument(
+        description="Page size from the start (or from `after`): at most 100, default 20."
+    ),
 ]
-After = Annotated[
-    str | None, strawberry.argument(description="Return items after this cursor.")
-]
+After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
 Last = Annotated[
     int | None,
     strawberry.argument(description="Page size from the end (or from `before`): at most 100."),
 ]
-Before = Annotated[
-    str | None, strawberry.argument(description="Return items before this cursor.")
-]
+Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
 
 
-def page_args(first: int | None, after: str | None, last: int | None, before: str | None) -> PageArgs:
+def page_args(
+    first: int | None, after: str | None, last: int | None, before: str | None
+) -> PageArgs:
     return PageArgs(first=first, after=after, last=last, before=before)

@@ -12,6 +12,7 @@ from graphql import GraphQLError
 from graphql.language import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -74,7 +75,7 @@ class NodeQueries:
     async def node(
         self,
         info: Info,
-        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],  # noqa: A002
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> Node | None:
         type_name, raw_id = decode_id(id)
         return await _load_node(info, type_name, raw_id)
@@ -96,7 +97,7 @@ def _root_fields(
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
-        if hasattr(definition, "type_condition")
+        if isinstance(definition, FragmentDefinitionNode)
     }
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
@@ -106,7 +107,7 @@ def _root_fields(
         elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
             seen.add(selection.name.value)
             fragment = fragments[selection.name.value]
-            yield from _root_fields(fragment.selection_set, document, seen)  # type: ignore[attr-defined]
+            yield from _root_fields(fragment.selection_set, document, seen)
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     use_dataloaders: bool = Field(
         True,
-        description="Batch relationship loads. Off only to measure the naive path in the benchmark.",
+        description="Batch relationship loads. Off only to measure the naive path (benchmark).",
     )
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -20,7 +20,9 @@ class CreateConversationInput:
 
 
 @mirror(
-    models.ConversationFields, kind="patch", description="Changes to a conversation: absent fields stay."
+    models.ConversationFields,
+    kind="patch",
+    description="Changes to a conversation: absent fields stay.",
 )
 class UpdateConversationInput:
     pass
@@ -42,7 +44,7 @@ class ConversationMutations:
     async def create_conversation(
         self,
         info: Info,
-        input: Annotated[  # noqa: A002
+        input: Annotated[
             CreateConversationInput, strawberry.argument(description="The conversation.")
         ],
     ) -> Conversation:
@@ -53,10 +55,8 @@ class ConversationMutations:
     async def update_conversation(
         self,
         info: Info,
-        id: ConversationId,  # noqa: A002
-        input: Annotated[  # noqa: A002
-            UpdateConversationInput, strawberry.argument(description="The changes.")
-        ],
+        id: ConversationId,
+        input: Annotated[UpdateConversationInput, strawberry.argument(description="The changes.")],
     ) -> Conversation:
         row = await info.context.write(
             conversations.update_conversation,
@@ -66,7 +66,7 @@ class ConversationMutations:
         return Conversation.from_row(row)
 
     @strawberry.mutation(description="Delete a conversation and, with it, its messages.")
-    async def delete_conversation(self, info: Info, id: ConversationId) -> Conversation:  # noqa: A002
+    async def delete_conversation(self, info: Info, id: ConversationId) -> Conversation:
         row = await info.context.write(
             conversations.delete_conversation, decode_uuid(id, "Conversation")
         )
@@ -77,9 +77,11 @@ class ConversationMutations:
         self,
         info: Info,
         conversation_id: ConversationId,
-        input: Annotated[PostMessageInput, strawberry.argument(description="The message.")],  # noqa: A002
+        input: Annotated[PostMessageInput, strawberry.argument(description="The message.")],
     ) -> Message:
         row = await info.context.write(
-            conversations.post_message, decode_uuid(conversation_id, "Conversation"), given_fields(input)
+            conversations.post_message,
+            decode_uuid(conversation_id, "Conversation"),
+            given_fields(input),
         )
         return Message.from_row(row)

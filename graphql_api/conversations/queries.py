@@ -10,8 +10,16 @@ from graphql_api.context import Info
 from graphql_api.conversations import repository as conversations
 from graphql_api.conversations.types import Conversation
 from graphql_api.errors import NotFound
-from graphql_api.relay import After, Before, Connection, First, Last, decode_uuid, page_args
-from graphql_api.relay import to_connection
+from graphql_api.relay import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    decode_uuid,
+    page_args,
+    to_connection,
+)
 
 
 async def resolve_conversations(
@@ -36,7 +44,7 @@ class ConversationQueries:
     async def conversation(
         self,
         info: Info,
-        id: Annotated[  # noqa: A002
+        id: Annotated[
             strawberry.ID, strawberry.argument(description="The conversation's global ID.")
         ],
     ) -> Conversation | None:

@@ -25,7 +25,9 @@ CONVERSATION_ORDERING = Ordering(
     "conversations:activity",
     (
         SortKey(
-            CONVERSATIONS.c.updated_at, descending=True, dump=datetime.isoformat,
+            CONVERSATIONS.c.updated_at,
+            descending=True,
+            dump=datetime.isoformat,
             load=datetime.fromisoformat,
         ),
         SortKey(CONVERSATIONS.c.id, descending=True, dump=str, load=uuid.UUID),
@@ -73,10 +75,13 @@ def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> di
         return {}
     query = (
         sa.select(MESSAGES)
-        .join(CONVERSATIONS, sa.and_(
-            CONVERSATIONS.c.user_id == MESSAGES.c.user_id,
-            CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
-        ))
+        .join(
+            CONVERSATIONS,
+            sa.and_(
+                CONVERSATIONS.c.user_id == MESSAGES.c.user_id,
+                CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
+            ),
+        )
         .where(*_live(user_id), MESSAGES.c.id.in_(ids))
     )
     return {row["id"]: row for row in conn.execute(query).mappings()}
@@ -109,14 +114,12 @@ def count_messages_of_conversations(
         .group_by(MESSAGES.c.conversation_id)
     )
     counts = dict.fromkeys(conversation_ids, 0)
-    counts.update({conversation_id: count for conversation_id, count in conn.execute(query)})
+    counts.update(conn.execute(query).tuples())
     return counts
 
 
 def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
-    query = sa.select(CONVERSATIONS).where(
-        *_live(user_id), CONVERSATIONS.c.id == conversation_id
-    )
+    query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id == conversation_id)
     row = conn.execute(query.with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Conversation")
@@ -126,22 +129,30 @@ def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Ro
 def _update(
     conn: Connection, user_id: str, conversation_id: uuid.UUID, values: dict[str, Any]
 ) -> RowMapping:
-    return conn.execute(
-        sa.update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
-        .values(**values)
-        .returning(CONVERSATIONS)
-    ).mappings().one()
+    return (
+        conn.execute(
+            sa.update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
+            .values(**values)
+            .returning(CONVERSATIONS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
     values = validate(ConversationFields, fields).model_dump()
     now = utcnow()
-    return conn.execute(
-        sa.insert(CONVERSATIONS)
-        .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
-        .returning(CONVERSATIONS)
-    ).mappings().one()
+    return (
+        conn.execute(
+            sa.insert(CONVERSATIONS)
+            .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
+            .returning(CONVERSATIONS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def update_conversation(
@@ -167,16 +178,20 @@ def post_message(
     values = validate(MessageFields, fields).model_dump()
     _lock_live(conn, user_id, conversation_id)
     now = utcnow()
-    message = conn.execute(
-        sa.insert(MESSAGES)
-        .values(
-            **values,
-            user_id=user_id,
-            id=uuid.uuid4(),
-            conversation_id=conversation_id,
-            created_at=now,
+    message = (
+        conn.execute(
+            sa.insert(MESSAGES)
+            .values(
+                **values,
+                user_id=user_id,
+                id=uuid.uuid4(),
+                conversation_id=conversation_id,
+                created_at=now,
+            )
+            .returning(MESSAGES)
         )
-        .returning(MESSAGES)
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     _update(conn, user_id, conversation_id, {"updated_at": now})
     return message

@@ -11,8 +11,17 @@ from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.errors import NotFound
 from graphql_api.mirror import describe_enum, mirror, mirrored_values
-from graphql_api.relay import After, Before, Connection, First, Last, Node, encode_id, page_args
-from graphql_api.relay import to_connection
+from graphql_api.relay import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    Node,
+    encode_id,
+    page_args,
+    to_connection,
+)
 
 describe_enum(
     models.MessageRole,
@@ -46,7 +55,11 @@ class Conversation(Node):
         description="The messages, oldest first. Ask `last: N` for the N most recent."
     )
     async def messages(
-        self, info: Info, first: First = None, after: After = None, last: Last = None,
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
         before: Before = None,
     ) -> Connection[Message]:
         page = page_args(first, after, last, before)

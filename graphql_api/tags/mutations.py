@@ -33,7 +33,7 @@ class TagMutations:
     async def create_tag(
         self,
         info: Info,
-        input: Annotated[CreateTagInput, strawberry.argument(description="The tag.")],  # noqa: A002
+        input: Annotated[CreateTagInput, strawberry.argument(description="The tag.")],
     ) -> Tag:
         return Tag.from_row(await info.context.write(tags.create_tag, given_fields(input)))
 
@@ -41,8 +41,8 @@ class TagMutations:
     async def update_tag(
         self,
         info: Info,
-        id: TagId,  # noqa: A002
-        input: Annotated[UpdateTagInput, strawberry.argument(description="The changes.")],  # noqa: A002
+        id: TagId,
+        input: Annotated[UpdateTagInput, strawberry.argument(description="The changes.")],
     ) -> Tag:
         row = await info.context.write(tags.update_tag, decode_uuid(id, "Tag"), given_fields(input))
         return Tag.from_row(row)
@@ -50,5 +50,5 @@ class TagMutations:
     @strawberry.mutation(
         description="Delete a tag: it disappears from every task and list, and frees its name."
     )
-    async def delete_tag(self, info: Info, id: TagId) -> Tag:  # noqa: A002
+    async def delete_tag(self, info: Info, id: TagId) -> Tag:
         return Tag.from_row(await info.context.write(tags.delete_tag, decode_uuid(id, "Tag")))

@@ -8,8 +8,16 @@ import strawberry
 
 from graphql_api.context import Info
 from graphql_api.errors import NotFound
-from graphql_api.relay import After, Before, Connection, First, Last, decode_uuid, page_args
-from graphql_api.relay import to_connection
+from graphql_api.relay import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    decode_uuid,
+    page_args,
+    to_connection,
+)
 from graphql_api.tags import repository as tags
 from graphql_api.tags.types import Tag
 
@@ -41,7 +49,7 @@ class TagQueries:
     async def tag(
         self,
         info: Info,
-        id: Annotated[strawberry.ID, strawberry.argument(description="The tag's global ID.")],  # noqa: A002
+        id: Annotated[strawberry.ID, strawberry.argument(description="The tag's global ID.")],
     ) -> Tag | None:
         row = await info.context.loaders.tag_by_id.load(decode_uuid(id, "Tag"))
         if row is None:

@@ -68,9 +68,10 @@ def tags_of_tasks(
         return grouped
     query = (
         sa.select(TAGS, TASK_TAGS.c.task_id.label("_task_id"))
-        .join(TASK_TAGS, sa.and_(
-            TASK_TAGS.c.user_id == TAGS.c.user_id, TASK_TAGS.c.tag_id == TAGS.c.id
-        ))
+        .join(
+            TASK_TAGS,
+            sa.and_(TASK_TAGS.c.user_id == TAGS.c.user_id, TASK_TAGS.c.tag_id == TAGS.c.id),
+        )
         .where(*_live(user_id), TASK_TAGS.c.task_id.in_(task_ids))
         .order_by(*(key.order_by() for key in TAG_ORDERING.keys))
     )
@@ -82,9 +83,10 @@ def tags_of_tasks(
 def _tagged_tasks(user_id: str) -> sa.Select[Any]:
     return (
         sa.select(TASKS)
-        .join(TASK_TAGS, sa.and_(
-            TASK_TAGS.c.user_id == TASKS.c.user_id, TASK_TAGS.c.task_id == TASKS.c.id
-        ))
+        .join(
+            TASK_TAGS,
+            sa.and_(TASK_TAGS.c.user_id == TASKS.c.user_id, TASK_TAGS.c.task_id == TASKS.c.id),
+        )
         .where(TASKS.c.user_id == user_id, TASKS.c.deleted_at.is_(None))
     )
 
@@ -117,14 +119,12 @@ def count_tasks_of_tags(
         .group_by(TASK_TAGS.c.tag_id)
     )
     counts = dict.fromkeys(tag_ids, 0)
-    counts.update({tag_id: count for tag_id, count in conn.execute(query)})
+    counts.update(conn.execute(query).tuples())
     return counts
 
 
 def _name_taken(conn: Connection, user_id: str, name: str, but: uuid.UUID | None) -> bool:
-    query = sa.select(TAGS.c.id).where(
-        *_live(user_id), sa.func.lower(TAGS.c.name) == name.lower()
-    )
+    query = sa.select(TAGS.c.id).where(*_live(user_id), sa.func.lower(TAGS.c.name) == name.lower())
     if but is not None:
         query = query.where(TAGS.c.id != but)
     return conn.execute(query.limit(1)).first() is not None
@@ -181,12 +181,16 @@ def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
     """Move the tag to the trash: it leaves every list and frees its name."""
     _lock_live_tag(conn, user_id, tag_id)
     now = utcnow()
-    return conn.execute(
-        sa.update(TAGS)
-        .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
-        .values(deleted_at=now, updated_at=now)
-        .returning(TAGS)
-    ).mappings().one()
+    return (
+        conn.execute(
+            sa.update(TAGS)
+            .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
+            .values(deleted_at=now, updated_at=now)
+            .returning(TAGS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[RowMapping, int]]:
@@ -194,9 +198,10 @@ def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[RowMapping,
     count = (
         sa.select(sa.func.count())
         .select_from(TASK_TAGS)
-        .join(TASKS, sa.and_(
-            TASKS.c.user_id == TASK_TAGS.c.user_id, TASKS.c.id == TASK_TAGS.c.task_id
-        ))
+        .join(
+            TASKS,
+            sa.and_(TASKS.c.user_id == TASK_TAGS.c.user_id, TASKS.c.id == TASK_TAGS.c.task_id),
+        )
         .where(
             TASK_TAGS.c.user_id == user_id,
             TASK_TAGS.c.tag_id == TAGS.c.id,

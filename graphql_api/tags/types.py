@@ -11,8 +11,17 @@ from sqlalchemy.engine import RowMapping
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.mirror import mirror, mirrored_values
-from graphql_api.relay import After, Before, Connection, First, Last, Node, encode_id, page_args
-from graphql_api.relay import to_connection
+from graphql_api.relay import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    Node,
+    encode_id,
+    page_args,
+    to_connection,
+)
 from graphql_api.tasks import types as task_types
 
 if TYPE_CHECKING:
@@ -35,7 +44,11 @@ class Tag(Node):
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")
     async def tasks(
-        self, info: Info, first: First = None, after: After = None, last: Last = None,
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
         before: Before = None,
     ) -> Connection[Annotated[Task, strawberry.lazy("graphql_api.tasks.types")]]:
         page = page_args(first, after, last, before)

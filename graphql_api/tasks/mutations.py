@@ -45,7 +45,7 @@ class TaskMutations:
     async def create_task(
         self,
         info: Info,
-        input: Annotated[CreateTaskInput, strawberry.argument(description="The task.")],  # noqa: A002
+        input: Annotated[CreateTaskInput, strawberry.argument(description="The task.")],
     ) -> Task:
         row = await info.context.write(
             tasks.create_task,
@@ -59,8 +59,8 @@ class TaskMutations:
     async def update_task(
         self,
         info: Info,
-        id: TaskId,  # noqa: A002
-        input: Annotated[UpdateTaskInput, strawberry.argument(description="The changes.")],  # noqa: A002
+        id: TaskId,
+        input: Annotated[UpdateTaskInput, strawberry.argument(description="The changes.")],
     ) -> Task:
         row = await info.context.write(
             tasks.update_task, decode_uuid(id, "Task"), given_fields(input)
@@ -68,29 +68,31 @@ class TaskMutations:
         return Task.from_row(row)
 
     @strawberry.mutation(
-        description="Move a task to the trash: it leaves every list but `tasks(filter: {deleted: true})`."
+        description="Move a task to the trash: it leaves every list "
+        "but `tasks(filter: {deleted: true})`."
     )
-    async def delete_task(self, info: Info, id: TaskId) -> Task:  # noqa: A002
+    async def delete_task(self, info: Info, id: TaskId) -> Task:
         return Task.from_row(await info.context.write(tasks.delete_task, decode_uuid(id, "Task")))
 
     @strawberry.mutation(description="Bring a task back from the trash.")
-    async def restore_task(self, info: Info, id: TaskId) -> Task:  # noqa: A002
+    async def restore_task(self, info: Info, id: TaskId) -> Task:
         return Task.from_row(await info.context.write(tasks.restore_task, decode_uuid(id, "Task")))
 
     @strawberry.mutation(
-        description="Mark several live tasks completed (or open): all of them, or none if any is not found."
+        description="Mark several live tasks completed (or open): "
+        "all of them, or none if any is not found."
     )
     async def complete_tasks(
         self,
         info: Info,
-        ids: Annotated[list[strawberry.ID], strawberry.argument(description="The tasks' global IDs.")],
+        ids: Annotated[
+            list[strawberry.ID], strawberry.argument(description="The tasks' global IDs.")
+        ],
         completed: Annotated[
             bool, strawberry.argument(description="true: complete them; false: reopen them.")
         ] = True,
     ) -> list[Task]:
-        rows = await info.context.write(
-            tasks.complete_tasks, decode_uuids(ids, "Task"), completed
-        )
+        rows = await info.context.write(tasks.complete_tasks, decode_uuids(ids, "Task"), completed)
         return [Task.from_row(row) for row in rows]
 
     @strawberry.mutation(description="Make the task's tags exactly these.")
@@ -122,7 +124,8 @@ class TaskMutations:
         return Task.from_row(row)
 
     @strawberry.mutation(
-        description="Make a task a subtask of another; CONFLICT if that would make a cycle. Returns the parent."
+        description="Make a task a subtask of another; CONFLICT if that would make "
+        "a cycle. Returns the parent."
     )
     async def add_subtask(self, info: Info, parent_id: ParentId, child_id: ChildId) -> Task:
         row = await info.context.write(

@@ -74,7 +74,8 @@ class TaskOrder:
 
 
 FilterArg = Annotated[
-    TaskFilter | None, strawberry.argument(description="Which tasks to list; all live ones if null.")
+    TaskFilter | None,
+    strawberry.argument(description="Which tasks to list; all live ones if null."),
 ]
 OrderArg = Annotated[
     list[TaskOrder] | None,
@@ -86,7 +87,7 @@ OrderArg = Annotated[
 
 async def resolve_tasks(
     info: Info,
-    filter: FilterArg = None,  # noqa: A002  (the contract's argument name)
+    filter: FilterArg = None,
     order_by: OrderArg = None,
     first: First = None,
     after: After = None,
@@ -114,7 +115,7 @@ class TaskQueries:
     @strawberry.field(
         description="One task by ID, live or in the trash; null and NOT_FOUND if it is not yours."
     )
-    async def task(self, info: Info, id: IdArg) -> Task | None:  # noqa: A002
+    async def task(self, info: Info, id: IdArg) -> Task | None:
         row = await info.context.loaders.task_by_id.load(decode_uuid(id, "Task"))
         if row is None:
             raise NotFound("Task")

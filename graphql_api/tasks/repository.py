@@ -79,7 +79,11 @@ def _sort_key(field: TaskOrderField, descending: bool) -> SortKey:
         return SortKey(sa.func.lower(TASKS.c.title), descending)
     column = TASKS.c[field.value]
     return SortKey(
-        column, descending, nullable=column.nullable or False, dump=_iso, load=datetime.fromisoformat
+        column,
+        descending,
+        nullable=column.nullable or False,
+        dump=_iso,
+        load=datetime.fromisoformat,
     )
 
 
@@ -173,9 +177,10 @@ def _linked_tasks(
         return grouped
     query = (
         sa.select(TASKS, by.label("_link"))
-        .join(TASK_RELATIONSHIPS, sa.and_(
-            TASK_RELATIONSHIPS.c.user_id == TASKS.c.user_id, target == TASKS.c.id
-        ))
+        .join(
+            TASK_RELATIONSHIPS,
+            sa.and_(TASK_RELATIONSHIPS.c.user_id == TASKS.c.user_id, target == TASKS.c.id),
+        )
         .where(TASK_RELATIONSHIPS.c.user_id == user_id, by.in_(ids), TASKS.c.deleted_at.is_(None))
         .order_by(*(key.order_by() for key in CHILD_ORDERING.keys))
     )
@@ -278,18 +283,22 @@ def create_task(
     if parent_id is not None:
         lock_live_task(conn, user_id, parent_id)
     task_id = uuid.uuid4()
-    row = conn.execute(
-        sa.insert(TASKS)
-        .values(
-            **values,
-            user_id=user_id,
-            id=task_id,
-            completed_at=now if values["completed"] else None,
-            created_at=now,
-            updated_at=now,
+    row = (
+        conn.execute(
+            sa.insert(TASKS)
+            .values(
+                **values,
+                user_id=user_id,
+                id=task_id,
+                completed_at=now if values["completed"] else None,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(TASKS)
         )
-        .returning(TASKS)
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     attach_tags(conn, user_id, task_id, tag_ids)
     if parent_id is not None:
         conn.execute(
@@ -300,13 +309,19 @@ def create_task(
     return row
 
 
-def _update(conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]) -> RowMapping:
-    return conn.execute(
-        sa.update(TASKS)
-        .where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
-        .values(**values, updated_at=utcnow())
-        .returning(TASKS)
-    ).mappings().one()
+def _update(
+    conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]
+) -> RowMapping:
+    return (
+        conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
+            .values(**values, updated_at=utcnow())
+            .returning(TASKS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def update_task(
@@ -368,9 +383,7 @@ def _lock_task_graph(conn: Connection, user_id: str) -> None:
     conn.execute(sa.select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
 
 
-def _is_descendant(
-    conn: Connection, user_id: str, task_id: uuid.UUID, of: uuid.UUID
-) -> bool:
+def _is_descendant(conn: Connection, user_id: str, task_id: uuid.UUID, of: uuid.UUID) -> bool:
     links = TASK_RELATIONSHIPS
     descendants = (
         sa.select(links.c.child_task_id.label("id"))

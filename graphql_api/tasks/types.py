@@ -36,7 +36,8 @@ describe_enum(
     {
         TaskOrderField.CREATED_AT: "When the task was created.",
         TaskOrderField.UPDATED_AT: "When the task last changed.",
-        TaskOrderField.DUE_DATE: "The due date; tasks without one sort last ascending, first descending.",
+        TaskOrderField.DUE_DATE: "The due date; tasks without one come last ascending, "
+        "first descending.",
         TaskOrderField.PRIORITY: "LOW < MEDIUM < HIGH.",
         TaskOrderField.TITLE: "The title, ignoring case.",
     },

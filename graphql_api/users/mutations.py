@@ -47,7 +47,7 @@ class UserMutations:
     async def sign_up(
         self,
         info: Info,
-        input: Annotated[SignUpInput, strawberry.argument(description="The account.")],  # noqa: A002
+        input: Annotated[SignUpInput, strawberry.argument(description="The account.")],
     ) -> AuthPayload:
         context = info.context
         passwords = context.services.passwords
@@ -60,17 +60,16 @@ class UserMutations:
         return _payload(context, row)
 
     @strawberry.mutation(
-        description="Exchange an email and password for a token. A wrong email and a wrong password get the same error."
+        description="Exchange an email and password for a token. "
+        "A wrong email and a wrong password get the same error."
     )
     async def sign_in(
         self,
         info: Info,
-        input: Annotated[SignInInput, strawberry.argument(description="The credentials.")],  # noqa: A002
+        input: Annotated[SignInInput, strawberry.argument(description="The credentials.")],
     ) -> AuthPayload:
         context = info.context
-        row = await context.db.read_public(
-            users.find_user_by_email, input.email.strip().lower()
-        )
+        row = await context.db.read_public(users.find_user_by_email, input.email.strip().lower())
         password_hash = row["password_hash"] if row is not None else None
         verified = await asyncio.to_thread(
             context.services.passwords.verify, password_hash, input.password
@@ -83,7 +82,7 @@ class UserMutations:
     async def update_me(
         self,
         info: Info,
-        input: Annotated[UpdateMeInput, strawberry.argument(description="The changes.")],  # noqa: A002
+        input: Annotated[UpdateMeInput, strawberry.argument(description="The changes.")],
     ) -> User:
         return User.from_row(await info.context.write(users.update_user, given_fields(input)))
 

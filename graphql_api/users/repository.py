@@ -40,12 +40,16 @@ def update_user(conn: Connection, user_id: str, changes: dict[str, Any]) -> RowM
     values = changes_of(UserFields, dict(current), changes)
     if not values:
         return current
-    return conn.execute(
-        sa.update(USERS)
-        .where(USERS.c.id == user_id)
-        .values(**values, updated_at=utcnow())
-        .returning(USERS)
-    ).mappings().one()
+    return (
+        conn.execute(
+            sa.update(USERS)
+            .where(USERS.c.id == user_id)
+            .values(**values, updated_at=utcnow())
+            .returning(USERS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def delete_user(conn: Connection, user_id: str) -> bool:

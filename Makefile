@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both are idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint schema bench fuzz clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/graphql-api migrate
+	$(BIN)/graphql-api seed --demo
+	@echo "\nGraphiQL: http://$(HOST):$(PORT)/graphql\n"
+	$(BIN)/graphql-api serve --no-migrate --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check graphql_api tests
+	$(BIN)/mypy graphql_api
+
+schema: $(VENV)/.installed
+	$(BIN)/graphql-api export-schema --output schema.graphql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""`graphql-api`: serve, migrate, token, seed, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from graphql_api.settings import Settings, get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_QUERY = """{
+  me { email }
+  tasks(first: 10) {
+    totalCount
+    edges { node { id title priority completed dueDate isOverdue tags { name color } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to the newest schema revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    if not args.no_migrate:
+        migrate(settings)
+    uvicorn.run(
+        "graphql_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+    )
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> None:
+    from graphql_api.seed import token_for
+
+    try:
+        print(token_for(settings, args.user, create=args.create))
+    except LookupError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> None:
+    from graphql_api import seed
+
+    if args.demo:
+        if not seed.seed_demo(settings):
+            print("The database has data already: no demo data added.", file=sys.stderr)
+        try:
+            token = seed.token_for(settings, seed.DEMO_EMAIL, create=False)
+        except LookupError:
+            return
+        print(
+            f"Demo user: {seed.DEMO_EMAIL} (password: {seed.DEMO_PASSWORD})\n\n"
+            "Paste into GraphiQL's Headers tab:\n\n"
+            f'{{"Authorization": "Bearer {token}"}}\n\nThen run this query:\n\n{SAMPLE_QUERY}'
+        )
+        return
+    seed.seed_bulk(settings, users=args.users, tasks=args.tasks)
+
+
+def _export_schema(args: argparse.Namespace, _: Settings) -> None:
+    from graphql_api.schema import schema
+
+    sdl = schema.as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then serve the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--no-migrate", action="store_true", help="skip pending migrations")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(
+        run=lambda _args, settings: migrate(settings)
+    )
+
+    token = commands.add_parser("token", help="print a token for a user, for local use")
+    token.add_argument("--user", required=True, metavar="EMAIL")
+    token.add_argument("--create", action="store_true", help="create the user if missing")
+    token.set_defaults(run=_token)
+
+    seed = commands.add_parser("seed", help="add demo data, or a large data set")
+    seed.add_argument("--demo", action="store_true", help="a demo user, if the database is empty")
+    seed.add_argument("--users", type=int, default=10)
+    seed.add_argument("--tasks", type=int, default=100, help="tasks per user")
+    seed.set_defaults(run=_seed)
+
+    export = commands.add_parser("export-schema", help="write the schema as SDL")
+    export.add_argument("--output", default="schema.graphql", help="a path, or - for stdout")
+    export.set_defaults(run=_export_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.run(args, get_settings())
+
+
+if __name__ == "__main__":
+    main()

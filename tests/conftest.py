@@ -1,0 +1,110 @@
+"""Fixtures: a clean database per test on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+
+Every test that takes `backend` (directly or through `api`) runs once per available database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from graphql_api.app import create_app
+from graphql_api.cli import migrate
+from graphql_api.settings import Settings
+from tests.helpers import Api
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: cheap password hashing, a fixed secret, no `.env` file."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": JWT_SECRET,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "log_level": "WARNING",
+        "db_pool_size": 5,
+        "db_max_overflow": 5,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(make_settings(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgresql_migrated() -> str:
+    assert TEST_DATABASE_URL
+    engine = sa.create_engine(TEST_DATABASE_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    migrate(make_settings(TEST_DATABASE_URL))
+    return TEST_DATABASE_URL
+
+
+def _truncate_all(url: str) -> None:
+    engine = sa.create_engine(url)
+    tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A migrated, empty database."""
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        return Backend("sqlite", f"sqlite:///{path}")
+    url = request.getfixturevalue("_postgresql_migrated")
+    _truncate_all(url)
+    return Backend("postgresql", url)
+
+
+@pytest.fixture
+def settings(backend: Backend) -> Settings:
+    return make_settings(backend.url)
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[sa.Engine]:
+    """A plain engine on the test database, for arranging and inspecting rows directly."""
+    from graphql_api.db import create_engine
+
+    engine = create_engine(make_settings(backend.url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)

@@ -1,0 +1,109 @@
+"""Test helpers: the API over HTTP as a given user, and a SQL statement counter."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from graphql_api.db import is_transaction_control
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def data(self) -> Any:
+        return self.body.get("data")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.body.get("errors") or [])
+
+    @property
+    def codes(self) -> list[str]:
+        return [error.get("extensions", {}).get("code") for error in self.errors]
+
+    def ok(self) -> Any:
+        """The data, after checking there were no errors."""
+        assert self.status == 200, self.body
+        assert not self.errors, self.body
+        return self.data
+
+
+@dataclass
+class Account:
+    id: str  # global ID
+    email: str
+    token: str
+
+
+class Api:
+    """The app over real HTTP (ASGI), with helpers to act as a given user."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.app = app
+        self.statements: list[str] = []
+
+    async def execute(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        as_user: Account | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        headers = dict(headers or {})
+        token = token or (as_user.token if as_user else None)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        response = await self.client.post("/graphql", json=payload, headers=headers)
+        return Response(response.status_code, response.json())
+
+    async def sign_up(self, email: str | None = None, password: str = "password123") -> Account:
+        email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+        data = (
+            await self.execute(
+                "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }",
+                {"input": {"email": email, "password": password, "name": email.split("@")[0]}},
+            )
+        ).ok()["signUp"]
+        return Account(id=data["user"]["id"], email=email, token=data["token"])
+
+    def count_statements(self) -> StatementCounter:
+        return StatementCounter(self.app.state.services.database.engine)
+
+
+class StatementCounter:
+    """Counts the SQL statements sent while active (transaction control excluded: some
+    drivers send BEGIN as a statement, others don't)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not is_transaction_control(statement):
+            self.statements.append(statement)
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
