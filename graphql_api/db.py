@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -178,32 +179,26 @@ class RequestDb:
     def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
         connection = self._connect()
         args = (connection,) if user_id is None else (connection, user_id)
-        if not write:
-            try:
-                if not connection.in_transaction():
-                    self._begin(connection, scoped=user_id is not None)
+        scoped = user_id is not None
+        if write:
+            if connection.in_transaction():
+                connection.rollback()  # end the read snapshot; reads have nothing to commit
+            with _write_transaction(connection):
+                if scoped:
+                    self._enter_scope(connection, writing=True)
                 return call(*args)
-            except BaseException:
-                connection.rollback()  # a failed statement must not poison later reads
-                raise
-        if connection.in_transaction():
-            connection.rollback()  # end the read snapshot; reads have nothing to commit
-        connection.execution_options(sqlite_immediate=True)
         try:
-            with connection.begin():
-                if user_id is not None:
-                    self._enter_scope(connection)
-                return call(*args)
-        finally:
-            connection.execution_options(sqlite_immediate=False)
+            if not connection.in_transaction():
+                connection.begin()
+                if scoped:
+                    self._enter_scope(connection, writing=False)
+            return call(*args)
+        except BaseException:
+            connection.rollback()  # a failed statement must not poison later reads
+            raise
 
-    def _begin(self, connection: Connection, *, scoped: bool) -> None:
-        connection.begin()
-        if scoped:
-            self._enter_scope(connection)
-
-    def _enter_scope(self, connection: Connection) -> None:
-        """First statement of a scoped transaction: make sure the principal's user exists."""
+    def _enter_scope(self, connection: Connection, *, writing: bool) -> None:
+        """Start of a scoped transaction: the principal's user must exist (or be provisioned)."""
         if self._user_known:
             return
         principal = self.principal
@@ -211,9 +206,12 @@ class RequestDb:
         if not user_exists(connection, principal.user_id):
             if not principal.external:
                 raise Unauthenticated("The account of this token no longer exists.")
-            provision_user(connection, principal.user_id, principal.email)
-            if not connection.get_execution_options().get("sqlite_immediate"):
-                connection.commit()  # a read transaction is never committed: keep the user
+            if writing:
+                provision_user(connection, principal.user_id, principal.email)
+            else:  # reads are never committed: provision in a short write of its own
+                connection.rollback()
+                with _write_transaction(connection):
+                    provision_user(connection, principal.user_id, principal.email)
                 connection.begin()
         self._user_known = True
 
@@ -233,6 +231,17 @@ class RequestDb:
             connection, self._connection = self._connection, None
             async with self._lock:
                 await self._database.run(connection.close)
+
+
+@contextmanager
+def _write_transaction(connection: Connection) -> Iterator[None]:
+    """A transaction that commits on success; on SQLite it takes the write lock up front."""
+    connection.execution_options(sqlite_immediate=True)
+    try:
+        with connection.begin():
+            yield
+    finally:
+        connection.execution_options(sqlite_immediate=False)
 
 
 def contains_text(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:

@@ -403,6 +403,7 @@ OWNED_TABLES: tuple[type[SQLModel], ...] = (
 )
 """Every table whose rows belong to one user (all carry `user_id`)."""
 
+
 # Core handles on the tables: the data layer builds its SQL from these.
 def _table(model: type[SQLModel]) -> sa.Table:
     table: sa.Table = model.__table__  # type: ignore[attr-defined]

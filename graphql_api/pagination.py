@@ -109,7 +109,10 @@ class Ordering:
         return Ordering(self.name, tuple(key.reversed() for key in self.keys))
 
     def encode_cursor(self, values: Sequence[Any]) -> str:
-        payload = [self.name, *(key.dump(v) for key, v in zip(self.keys, values, strict=True))]
+        dumped = (
+            None if v is None else key.dump(v) for key, v in zip(self.keys, values, strict=True)
+        )
+        payload = [self.name, *dumped]
         raw = json.dumps(payload, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -371,7 +371,7 @@ def complete_tasks(
         updated = conn.execute(
             sa.update(TASKS)
             .where(TASKS.c.user_id == user_id, TASKS.c.id.in_(changed))
-            .values(_completion(completed, not completed, now), updated_at=now)
+            .values(**_completion(completed, not completed, now), updated_at=now)
             .returning(TASKS)
         ).mappings()
         found.update({row["id"]: row for row in updated})
