@@ -64,6 +64,8 @@ def mirror(
         # Mirrored fields first: required inputs before optional ones, as in the model.
         cls.__annotations__ = {**mirrored, **declared}
         cls.__mirrored_columns__ = tuple(mirrored)  # type: ignore[attr-defined]
+        cls.__mirrored_model__ = model  # type: ignore[attr-defined]
+        cls.__excluded_columns__ = dict(exclude)  # type: ignore[attr-defined]
         text = description or (model.__doc__ or "").strip()
         if kind == "output":
             return strawberry.type(cls, description=text)

@@ -114,7 +114,7 @@ def count_messages_of_conversations(
         .group_by(MESSAGES.c.conversation_id)
     )
     counts = dict.fromkeys(conversation_ids, 0)
-    counts.update(conn.execute(query).tuples())
+    counts.update(conn.execute(query).all())
     return counts
 
 

@@ -119,7 +119,7 @@ def count_tasks_of_tags(
         .group_by(TASK_TAGS.c.tag_id)
     )
     counts = dict.fromkeys(tag_ids, 0)
-    counts.update(conn.execute(query).tuples())
+    counts.update(conn.execute(query).all())
     return counts
 
 

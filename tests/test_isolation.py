@@ -1,0 +1,497 @@
+"""Isolation, attacked: user B (the attacker) aims every query, mutation and ID argument of the
+live schema at user A's (the victim's) rows, and must learn or change nothing.
+
+Each attack answers NOT_FOUND (or lists nothing of the victim's), the victim's rows are
+byte-for-byte what they were, and no response mentions any of the victim's ids or contents.
+Completeness is checked against the live schema by introspection: a root field, a mutation or an
+`ID` argument (input fields included) without an attack case fails the build.
+
+Adding a case is one line in ATTACKS. Variables name the world's rows: `victim.task`,
+`mine.tag`, ...; a list of such names is a list of ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+import sqlalchemy as sa
+from graphql import (
+    GraphQLInputObjectType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+)
+from sqlmodel import SQLModel
+
+from graphql_api.schema import PUBLIC_ROOT_FIELDS, schema
+from tests.helpers import Account, Api
+
+SECRET = "victim-secret"
+
+
+@dataclass(frozen=True)
+class Attack:
+    field: str
+    query: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    covers: tuple[str, ...] = ()  # the ID arguments (dotted into inputs) this attack aims at
+    expect: Literal["NOT_FOUND", "NOTHING_OF_THE_VICTIM", "UNAUTHENTICATED"] = "NOT_FOUND"
+
+
+Q = "query"
+M = "mutation"
+ATTACKS: list[Attack] = [
+    # --- queries ---
+    Attack("me", "{ me { id email name } }", expect="NOTHING_OF_THE_VICTIM"),
+    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.task"}, ("id",)),
+    Attack(
+        "node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.trashed"}, ("id",)
+    ),
+    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.tag"}, ("id",)),
+    Attack(
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.conversation"},
+        ("id",),
+    ),
+    Attack(
+        "node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.message"}, ("id",)
+    ),
+    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.user"}, ("id",)),
+    Attack(
+        "task", f"{Q}($id: ID!) {{ task(id: $id) {{ id title }} }}", {"id": "victim.task"}, ("id",)
+    ),
+    Attack(
+        "task", f"{Q}($id: ID!) {{ task(id: $id) {{ id }} }}", {"id": "victim.trashed"}, ("id",)
+    ),
+    Attack(
+        "tasks",
+        "{ tasks { totalCount edges { node { id title tags { id } subtasks { id } parents { id } } } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tasks",
+        f"{Q}($t: [ID!]) {{ tasks(filter: {{tagIds: $t}}) {{ totalCount nodes {{ id }} }} }}",
+        {"t": ["victim.tag"]},
+        ("filter.tagIds",),
+        "NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tasks",
+        f"{Q}($c: String) {{ tasks(after: $c) {{ nodes {{ id }} }} }}",
+        {"c": "victim.cursor.tasks"},
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tasks",
+        f"{Q}($c: String) {{ tasks(last: 5, before: $c) {{ nodes {{ id }} }} }}",
+        {"c": "victim.cursor.tasks"},
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tasks",
+        "{ tasks(filter: {deleted: true}) { totalCount nodes { id } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack("tag", f"{Q}($id: ID!) {{ tag(id: $id) {{ id name }} }}", {"id": "victim.tag"}, ("id",)),
+    Attack(
+        "tags",
+        "{ tags { totalCount nodes { id tasks { totalCount nodes { id } } } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tags",
+        f"{Q}($c: String) {{ tags(after: $c) {{ nodes {{ id }} }} }}",
+        {"c": "victim.cursor.tags"},
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "conversation",
+        f"{Q}($id: ID!) {{ conversation(id: $id) {{ id }} }}",
+        {"id": "victim.conversation"},
+        ("id",),
+    ),
+    Attack(
+        "conversations",
+        "{ conversations { totalCount nodes { id messages(last: 5) { totalCount nodes { id content } } } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "taskStats",
+        "{ taskStats { total open completed overdue byTag { tag { id } count } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    # --- public mutations ---
+    Attack(
+        "signIn",
+        f'{M}($e: String!) {{ signIn(input: {{email: $e, password: "guess-guess"}}) {{ token }} }}',
+        {"e": "victim.email"},
+        expect="UNAUTHENTICATED",
+    ),
+    # --- task mutations ---
+    Attack(
+        "createTask",
+        f'{M}($t: [ID!]!) {{ createTask(input: {{title: "x", tagIds: $t}}) {{ id }} }}',
+        {"t": ["victim.tag"]},
+        ("input.tagIds",),
+    ),
+    Attack(
+        "createTask",
+        f'{M}($p: ID) {{ createTask(input: {{title: "x", parentId: $p}}) {{ id }} }}',
+        {"p": "victim.task"},
+        ("input.parentId",),
+    ),
+    Attack(
+        "updateTask",
+        f'{M}($id: ID!) {{ updateTask(id: $id, input: {{title: "pwned"}}) {{ id }} }}',
+        {"id": "victim.task"},
+        ("id",),
+    ),
+    Attack(
+        "deleteTask",
+        f"{M}($id: ID!) {{ deleteTask(id: $id) {{ id }} }}",
+        {"id": "victim.task"},
+        ("id",),
+    ),
+    Attack(
+        "restoreTask",
+        f"{M}($id: ID!) {{ restoreTask(id: $id) {{ id }} }}",
+        {"id": "victim.trashed"},
+        ("id",),
+    ),
+    Attack(
+        "completeTasks",
+        f"{M}($ids: [ID!]!) {{ completeTasks(ids: $ids) {{ id }} }}",
+        {"ids": ["mine.task", "victim.task"]},
+        ("ids",),
+    ),
+    Attack(
+        "setTaskTags",
+        f"{M}($t: ID!, $g: [ID!]!) {{ setTaskTags(taskId: $t, tagIds: $g) {{ id }} }}",
+        {"t": "victim.task", "g": []},
+        ("taskId",),
+    ),
+    Attack(
+        "setTaskTags",
+        f"{M}($t: ID!, $g: [ID!]!) {{ setTaskTags(taskId: $t, tagIds: $g) {{ id }} }}",
+        {"t": "mine.task", "g": ["victim.tag"]},
+        ("tagIds",),
+    ),
+    Attack(
+        "addTagToTask",
+        f"{M}($t: ID!, $g: ID!) {{ addTagToTask(taskId: $t, tagId: $g) {{ id }} }}",
+        {"t": "victim.task", "g": "mine.tag"},
+        ("taskId",),
+    ),
+    Attack(
+        "addTagToTask",
+        f"{M}($t: ID!, $g: ID!) {{ addTagToTask(taskId: $t, tagId: $g) {{ id }} }}",
+        {"t": "mine.task", "g": "victim.tag"},
+        ("tagId",),
+    ),
+    Attack(
+        "removeTagFromTask",
+        f"{M}($t: ID!, $g: ID!) {{ removeTagFromTask(taskId: $t, tagId: $g) {{ id }} }}",
+        {"t": "victim.task", "g": "victim.tag"},
+        ("taskId", "tagId"),
+    ),
+    Attack(
+        "removeTagFromTask",
+        f"{M}($t: ID!, $g: ID!) {{ removeTagFromTask(taskId: $t, tagId: $g) {{ id }} }}",
+        {"t": "mine.task", "g": "victim.tag"},
+        ("tagId",),
+    ),
+    Attack(
+        "addSubtask",
+        f"{M}($p: ID!, $c: ID!) {{ addSubtask(parentId: $p, childId: $c) {{ id }} }}",
+        {"p": "mine.task", "c": "victim.task"},
+        ("childId",),
+    ),
+    Attack(
+        "addSubtask",
+        f"{M}($p: ID!, $c: ID!) {{ addSubtask(parentId: $p, childId: $c) {{ id }} }}",
+        {"p": "victim.task", "c": "mine.task"},
+        ("parentId",),
+    ),
+    Attack(
+        "removeSubtask",
+        f"{M}($p: ID!, $c: ID!) {{ removeSubtask(parentId: $p, childId: $c) {{ id }} }}",
+        {"p": "victim.task", "c": "victim.child"},
+        ("parentId", "childId"),
+    ),
+    Attack(
+        "removeSubtask",
+        f"{M}($p: ID!, $c: ID!) {{ removeSubtask(parentId: $p, childId: $c) {{ id }} }}",
+        {"p": "mine.task", "c": "victim.child"},
+        ("childId",),
+    ),
+    # --- tag mutations ---
+    # The victim's tag name (case changed) is free for the attacker: no CONFLICT, no existence leak.
+    Attack(
+        "createTag",
+        f'{M} {{ createTag(input: {{name: "{SECRET.upper()}-TAG"}}) {{ id name }} }}',
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "updateTag",
+        f'{M}($id: ID!) {{ updateTag(id: $id, input: {{name: "pwned"}}) {{ id }} }}',
+        {"id": "victim.tag"},
+        ("id",),
+    ),
+    Attack(
+        "deleteTag",
+        f"{M}($id: ID!) {{ deleteTag(id: $id) {{ id }} }}",
+        {"id": "victim.tag"},
+        ("id",),
+    ),
+    # --- conversation mutations ---
+    Attack(
+        "createConversation",
+        f"{M} {{ createConversation(input: {{}}) {{ id messages {{ totalCount }} }} }}",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "updateConversation",
+        f'{M}($id: ID!) {{ updateConversation(id: $id, input: {{title: "pwned"}}) {{ id }} }}',
+        {"id": "victim.conversation"},
+        ("id",),
+    ),
+    Attack(
+        "deleteConversation",
+        f"{M}($id: ID!) {{ deleteConversation(id: $id) {{ id }} }}",
+        {"id": "victim.conversation"},
+        ("id",),
+    ),
+    Attack(
+        "postMessage",
+        f'{M}($c: ID!) {{ postMessage(conversationId: $c, input: {{role: USER, content: "pwned"}}) {{ id }} }}',
+        {"c": "victim.conversation"},
+        ("conversationId",),
+    ),
+    # --- the attacker's own account: must not reach the victim's ---
+    Attack(
+        "updateMe",
+        f'{M} {{ updateMe(input: {{name: "pwned"}}) {{ id name }} }}',
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack("deleteMe", f"{M} {{ deleteMe }}", expect="NOTHING_OF_THE_VICTIM"),  # keep last
+]
+
+# Operations that need no token by design (DESIGN.md, Auth); `signUp` creates, never reads.
+PUBLIC_FIELDS_WITHOUT_ATTACK = {"signUp"}
+
+
+# --- the world under attack ------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    victim: Account
+    attacker: Account
+    refs: dict[str, Any]
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if isinstance(value, str) and value.split(".")[0] in {"victim", "mine"}:
+            return self.refs[value]
+        return value
+
+    @property
+    def victim_markers(self) -> set[str]:
+        """Strings only the victim's data contains: its ids and its secret text."""
+        return {
+            v for k, v in self.refs.items() if k.startswith("victim.") and "cursor" not in k
+        } | {SECRET}
+
+
+async def _populate(api: Api, user: Account, prefix: str, label: str) -> dict[str, Any]:
+    async def run(query: str, **variables: Any) -> Any:
+        return (await api.execute(query, variables, as_user=user)).ok()
+
+    tag = (await run(f'{M} {{ createTag(input: {{name: "{label}-tag"}}) {{ id }} }}'))["createTag"][
+        "id"
+    ]
+    task = (
+        await run(
+            f'{M}($t: [ID!]!) {{ createTask(input: {{title: "{label}-task", description: "{label}", tagIds: $t}}) {{ id }} }}',
+            t=[tag],
+        )
+    )["createTask"]["id"]
+    child = (
+        await run(
+            f'{M}($p: ID) {{ createTask(input: {{title: "{label}-child", parentId: $p}}) {{ id }} }}',
+            p=task,
+        )
+    )["createTask"]["id"]
+    trashed = (await run(f'{M} {{ createTask(input: {{title: "{label}-trashed"}}) {{ id }} }}'))[
+        "createTask"
+    ]["id"]
+    await run(f"{M}($id: ID!) {{ deleteTask(id: $id) {{ id }} }}", id=trashed)
+    conversation = (
+        await run(f'{M} {{ createConversation(input: {{title: "{label}-chat"}}) {{ id }} }}')
+    )["createConversation"]["id"]
+    message = (
+        await run(
+            f'{M}($c: ID!) {{ postMessage(conversationId: $c, input: {{role: USER, content: "{label}-message"}}) {{ id }} }}',
+            c=conversation,
+        )
+    )["postMessage"]["id"]
+    tasks_cursor = (await run("{ tasks(first: 1) { pageInfo { endCursor } } }"))["tasks"][
+        "pageInfo"
+    ]["endCursor"]
+    tags_cursor = (await run("{ tags(first: 1) { pageInfo { endCursor } } }"))["tags"]["pageInfo"][
+        "endCursor"
+    ]
+    return {
+        f"{prefix}.user": user.id,
+        f"{prefix}.email": user.email,
+        f"{prefix}.tag": tag,
+        f"{prefix}.task": task,
+        f"{prefix}.child": child,
+        f"{prefix}.trashed": trashed,
+        f"{prefix}.conversation": conversation,
+        f"{prefix}.message": message,
+        f"{prefix}.cursor.tasks": tasks_cursor,
+        f"{prefix}.cursor.tags": tags_cursor,
+    }
+
+
+@pytest.fixture
+async def world(api: Api) -> World:
+    victim = await api.sign_up("victim@example.com")
+    attacker = await api.sign_up("attacker@example.com")
+    refs = {
+        **await _populate(api, victim, "victim", SECRET),
+        **await _populate(api, attacker, "mine", "attacker"),
+    }
+    return World(victim, attacker, refs)
+
+
+def snapshot(engine: sa.Engine, user_email: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the user owns, in a stable order."""
+    users = SQLModel.metadata.tables["users"]
+    with engine.connect() as conn:
+        user_id = conn.execute(
+            sa.select(users.c.id).where(users.c.email == user_email)
+        ).scalar_one()
+        rows = {}
+        for table in SQLModel.metadata.sorted_tables:
+            owner = table.c.id if table.name == "users" else table.c.user_id
+            query = sa.select(table).where(owner == user_id).order_by(*table.primary_key.columns)
+            rows[table.name] = [tuple(row) for row in conn.execute(query)]
+    return rows
+
+
+def check_answer(attack: Attack, response: Any, world: World) -> None:
+    text = json.dumps(response.body)
+    leaked = {marker for marker in world.victim_markers if marker in text}
+    assert not leaked, f"{attack.field} leaked {leaked}: {text}"
+    if attack.expect == "NOTHING_OF_THE_VICTIM":
+        assert response.errors == [], text
+    else:
+        assert response.codes == [attack.expect], text
+        assert not response.data or response.data.get(attack.field) is None, text
+
+
+# --- the attacks ---------------------------------------------------------------------------
+
+
+async def test_every_attack_fails_and_changes_nothing(
+    api: Api, world: World, engine: sa.Engine
+) -> None:
+    before = snapshot(engine, world.victim.email)
+    for attack in ATTACKS:
+        response = await api.execute(
+            attack.query,
+            {name: world.resolve(value) for name, value in attack.variables.items()},
+            as_user=world.attacker,
+        )
+        check_answer(attack, response, world)
+    assert snapshot(engine, world.victim.email) == before
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer forged.token.value", "forged-signature"],
+    ids=["no-token", "garbage-token", "forged-signature"],
+)
+async def test_every_operation_without_a_valid_token_is_unauthenticated(
+    api: Api, world: World, engine: sa.Engine, authorization: str | None
+) -> None:
+    if authorization == "forged-signature":  # the victim's real claims, re-signed with a guess
+        header, claims, _ = world.victim.token.split(".")
+        authorization = f"Bearer {header}.{claims}.c2lnbmF0dXJl"
+    headers = {"Authorization": authorization} if authorization else {}
+    before = snapshot(engine, world.victim.email)
+    for attack in ATTACKS:
+        if attack.field in PUBLIC_ROOT_FIELDS:
+            continue
+        response = await api.execute(
+            attack.query,
+            {name: world.resolve(value) for name, value in attack.variables.items()},
+            headers=headers,
+        )
+        assert response.data is None, attack
+        assert response.codes == ["UNAUTHENTICATED"], attack
+    assert snapshot(engine, world.victim.email) == before
+
+
+# --- completeness, by introspection ----------------------------------------------------------
+
+
+def _unwrap(graphql_type: Any) -> Any:
+    while isinstance(graphql_type, (GraphQLNonNull, GraphQLList)):
+        graphql_type = graphql_type.of_type
+    return graphql_type
+
+
+def _id_paths(name: str, graphql_type: Any, seen: frozenset[str] = frozenset()) -> list[str]:
+    """Dotted paths to every ID inside one argument (through input objects)."""
+    named = _unwrap(graphql_type)
+    if isinstance(named, GraphQLScalarType):
+        return [name] if named.name == "ID" else []
+    if isinstance(named, GraphQLInputObjectType) and named.name not in seen:
+        return [
+            path
+            for field_name, input_field in named.fields.items()
+            for path in _id_paths(f"{name}.{field_name}", input_field.type, seen | {named.name})
+        ]
+    return []
+
+
+def root_fields() -> dict[str, list[str]]:
+    """Every root query and mutation field, with the ID paths of its arguments."""
+    fields: dict[str, list[str]] = {}
+    for root in (schema._schema.query_type, schema._schema.mutation_type):
+        assert isinstance(root, GraphQLObjectType)
+        for field_name, root_field in root.fields.items():
+            fields[field_name] = [
+                path
+                for arg, arg_def in root_field.args.items()
+                for path in _id_paths(arg, arg_def.type)
+            ]
+    return fields
+
+
+def test_every_root_field_and_id_argument_has_an_attack() -> None:
+    attacked = {attack.field for attack in ATTACKS}
+    covered = {(attack.field, path) for attack in ATTACKS for path in attack.covers}
+    missing_fields = set(root_fields()) - attacked - PUBLIC_FIELDS_WITHOUT_ATTACK
+    missing_ids = sorted(
+        f"{name}({path})"
+        for name, paths in root_fields().items()
+        for path in paths
+        if (name, path) not in covered
+    )
+    assert not missing_fields, f"add isolation attacks for: {sorted(missing_fields)}"
+    assert not missing_ids, f"add isolation attacks aimed at: {missing_ids}"
+
+
+def test_the_completeness_check_would_notice_a_new_id_argument() -> None:
+    paths = _id_paths("input", schema._schema.type_map["CreateTaskInput"])
+    assert paths == ["input.tagIds", "input.parentId"]
