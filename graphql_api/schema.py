@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import suppress
+from functools import lru_cache
 from typing import Annotated, Any
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
+from graphql import GraphQLError, parse
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -18,7 +20,7 @@ from graphql.language import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 
 from graphql_api.context import Context, Info
@@ -180,6 +182,25 @@ class FormatErrors(SchemaExtension):
         return error
 
 
+@lru_cache(maxsize=512)
+def _parse(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
+    return parse(query, **dict(options))
+
+
+class CachedParser(SchemaExtension):
+    """Parse each distinct query text once. Strawberry's ParserCache raises syntax errors from
+    its hook, past the extensions that format errors; this one leaves invalid queries to
+    Strawberry's own parse, which reports them as usual."""
+
+    def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        if execution.query is not None:
+            with suppress(GraphQLError):
+                options = tuple(sorted(execution.parse_options.items()))
+                execution.graphql_document = _parse(execution.query, options)
+        yield
+
+
 class ApiSchema(strawberry.Schema):
     """Logs unexpected errors with their stack and request id; the client's own mistakes are
     not server errors and are logged at debug level only."""
@@ -207,8 +228,8 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             FormatErrors,
             RequireAuthentication,
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+            CachedParser,
+            lambda: ValidationCache(maxsize=512),
         ],
     )
 

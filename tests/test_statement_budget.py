@@ -1,0 +1,220 @@
+"""No N+1, proven: each representative operation sends a fixed number of SQL statements, the
+same with 1, 10 or 100 rows at every level. The operations are the benchmark's, kept as
+`.graphql` files in bench/operations/.
+
+A relationship field that no operation selects fails `test_every_relationship_is_budgeted`, so
+a new relationship gets a budget, and one without a loader then fails its budget.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from graphql import (
+    GraphQLObjectType,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    get_named_type,
+    parse,
+    visit,
+)
+
+from graphql_api.cli import PROJECT_ROOT
+from graphql_api.models import (
+    CONVERSATIONS,
+    MESSAGES,
+    TAGS,
+    TASK_RELATIONSHIPS,
+    TASK_TAGS,
+    TASKS,
+    utcnow,
+)
+from graphql_api.relay import encode_id
+from graphql_api.schema import schema
+from tests.helpers import Account, Api
+
+OPERATIONS = PROJECT_ROOT / "bench" / "operations"
+
+# Statements per operation. Each request opens with one statement that checks its user exists.
+BUDGET = {
+    "task_list": 1 + 5,  # page, totalCount, tags of the page, subtasks, tags of the subtasks
+    "tags_with_tasks": 1 + 4,  # page, totalCount, tasks of every tag, task counts per tag
+    "conversations_with_last_messages": 1 + 4,  # page, totalCount, messages, message counts
+    "node_refetch": 1 + 8,  # 4 nodes by type, task tags, subtasks, tag tasks, messages
+    "task_stats": 1 + 2,  # grouped counts, counts per tag
+    "me_overview": 1 + 9,  # user, 3 pages, parents, tag tasks and counts, messages, their chats
+}
+SIZES = (1, 10, 100)
+
+
+def operation(name: str) -> str:
+    return (OPERATIONS / f"{name}.graphql").read_text()
+
+
+def seed_world(engine: sa.Engine, user_id: str, n: int) -> dict[str, str]:
+    """n rows at every level: n tags; n tasks, each with n tags and n subtasks (one tag each);
+    n conversations of n messages. Returns global ids for the node refetch."""
+    now = utcnow()
+    own = {"user_id": user_id}
+    stamp = {"created_at": now, "updated_at": now, "deleted_at": None}
+    tags = [
+        {**own, **stamp, "id": uuid.uuid4(), "name": f"tag{i}", "color": "#000000"}
+        for i in range(n)
+    ]
+
+    def task(title: str, minutes: int) -> dict[str, Any]:
+        created = now - timedelta(minutes=minutes)
+        return {
+            **own,
+            "id": uuid.uuid4(),
+            "title": title,
+            "description": None,
+            "completed": False,
+            "completed_at": None,
+            "priority": "medium",
+            "due_date": now,
+            "created_at": created,
+            "updated_at": created,
+            "deleted_at": None,
+        }
+
+    parents = [task(f"parent{i}", i) for i in range(n)]  # the newest: first in the list
+    children = [task(f"child{i}.{j}", 1000 + i * n + j) for i in range(n) for j in range(n)]
+    conversations = [{**own, **stamp, "id": uuid.uuid4(), "title": f"chat{i}"} for i in range(n)]
+    messages = [
+        {
+            **own,
+            "id": uuid.uuid4(),
+            "conversation_id": c["id"],
+            "role": "user",
+            "content": f"m{j}",
+            "created_at": now - timedelta(seconds=j),
+        }
+        for c in conversations
+        for j in range(n)
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(TAGS), tags)
+        conn.execute(sa.insert(TASKS), parents + children)
+        conn.execute(
+            sa.insert(TASK_TAGS),
+            [{**own, "task_id": p["id"], "tag_id": t["id"]} for p in parents for t in tags]
+            + [{**own, "task_id": c["id"], "tag_id": tags[0]["id"]} for c in children],
+        )
+        conn.execute(
+            sa.insert(TASK_RELATIONSHIPS),
+            [
+                {
+                    **own,
+                    "parent_task_id": parents[i]["id"],
+                    "child_task_id": children[i * n + j]["id"],
+                }
+                for i in range(n)
+                for j in range(n)
+            ],
+        )
+        conn.execute(sa.insert(CONVERSATIONS), conversations)
+        conn.execute(sa.insert(MESSAGES), messages)
+    return {
+        "task": encode_id("Task", parents[0]["id"]),
+        "tag": encode_id("Tag", tags[0]["id"]),
+        "conversation": encode_id("Conversation", conversations[0]["id"]),
+        "message": encode_id("Message", messages[0]["id"]),
+    }
+
+
+def variables(name: str, n: int, ids: dict[str, str]) -> dict[str, Any]:
+    return {
+        "task_list": {"first": n},
+        "tags_with_tasks": {"first": n, "tasksFirst": n},
+        "conversations_with_last_messages": {"first": n, "last": n},
+        "node_refetch": ids,
+        "task_stats": {},
+        "me_overview": {"first": n},
+    }[name]
+
+
+def user_row_id(account: Account) -> str:
+    from graphql_api.relay import decode_id
+
+    return decode_id(account.id)[1]
+
+
+@pytest.mark.parametrize("n", SIZES)
+async def test_statements_per_operation_do_not_depend_on_row_counts(
+    api: Api, engine: sa.Engine, n: int
+) -> None:
+    account = await api.sign_up()
+    ids = seed_world(engine, user_row_id(account), n)
+    for name, budget in BUDGET.items():
+        with api.count_statements() as counter:
+            response = await api.execute(operation(name), variables(name, n, ids), as_user=account)
+        data = response.ok()
+        assert counter.count == budget, (name, n, counter.statements)
+        if name == "task_list":  # the data really has n rows at each level
+            first = data["tasks"]["edges"][0]["node"]
+            assert len(data["tasks"]["edges"]) == n
+            assert len(first["tags"]) == len(first["subtasks"]) == n
+
+
+async def test_without_loaders_the_same_operation_costs_a_statement_per_row(
+    backend: Any, engine: sa.Engine
+) -> None:
+    """The naive path (benchmark only) shows what the loaders buy: N+1 grows with rows."""
+    import httpx
+
+    from graphql_api.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(backend.url, use_dataloaders=False))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            naive = Api(client, app)
+            account = await naive.sign_up()
+            seed_world(engine, user_row_id(account), 10)
+            with naive.count_statements() as counter:
+                (await naive.execute(operation("task_list"), {"first": 10}, as_user=account)).ok()
+    assert counter.count == 1 + 2 + 10 + 10 + 100  # page+count, tags and subtasks per task, ...
+
+
+def selected_fields(document: str) -> set[str]:
+    """`Type.field` for every field an operation selects."""
+    type_info = TypeInfo(schema._schema)
+    seen: set[str] = set()
+
+    class Collect(Visitor):
+        def enter_field(self, node: Any, *_: Any) -> None:
+            parent = type_info.get_parent_type()
+            if parent is not None:
+                seen.add(f"{parent.name}.{node.name.value}")
+
+    visit(parse(document), TypeInfoVisitor(type_info, Collect()))
+    return seen
+
+
+def relationship_fields() -> set[str]:
+    """Fields of entity (Node) types that lead to other objects: each must be loader-backed."""
+    fields = set()
+    for type_name, named in schema._schema.type_map.items():
+        if not isinstance(named, GraphQLObjectType):
+            continue
+        if "Node" not in {interface.name for interface in named.interfaces}:
+            continue
+        for field_name, field in named.fields.items():
+            if isinstance(get_named_type(field.type), GraphQLObjectType):
+                fields.add(f"{type_name}.{field_name}")
+    return fields
+
+
+def test_every_relationship_is_budgeted() -> None:
+    selected = set().union(*(selected_fields(operation(name)) for name in BUDGET))
+    missing = relationship_fields() - selected
+    assert not missing, f"select these in a bench/operations file with a budget: {sorted(missing)}"
+    assert {path.stem for path in Path(OPERATIONS).glob("*.graphql")} == set(BUDGET)
