@@ -50,13 +50,17 @@ async def test_unexpected_errors_are_masked_and_carry_the_request_id(
 ) -> None:
     account = await api.sign_up()
     with engine.begin() as conn:  # break the database under the running app
-        conn.execute(sa.text("DROP TABLE task_tags"))
-    response = await api.execute(
-        '{ tasks(filter: {tagIds: ["VGFnOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA=="]}) '
-        "{ totalCount } }",
-        as_user=account,
-        headers={"X-Request-ID": "req-42"},
-    )
+        conn.execute(sa.text("ALTER TABLE task_tags RENAME TO task_tags_hidden"))
+    try:
+        response = await api.execute(
+            '{ tasks(filter: {tagIds: ["VGFnOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA=="]}) '
+            "{ totalCount } }",
+            as_user=account,
+            headers={"X-Request-ID": "req-42"},
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE task_tags_hidden RENAME TO task_tags"))
     assert response.codes == ["INTERNAL_SERVER_ERROR"]
     error = response.errors[0]
     assert error["message"] == "Internal server error."
