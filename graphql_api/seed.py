@@ -128,6 +128,7 @@ def seed_bulk(
     user_ids: list[str] = []
     with engine.connect() as conn:
         start = conn.execute(sa.select(sa.func.count()).select_from(USERS)).scalar_one()
+        conn.commit()
         for index in range(users):
             with conn.begin():
                 user_ids.append(
