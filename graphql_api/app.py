@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -22,6 +24,13 @@ from graphql_api.settings import Settings, get_settings
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ApiRouter(GraphQLRouter[object, None]):
+    """The GraphQL endpoint, answering with orjson (several times faster than `json`)."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
 
 class RequestIdMiddleware:
@@ -63,6 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What exists now lives as long as the process: keep the cyclic GC from rescanning it,
+        # and let it run less often (requests allocate many short-lived objects, few cycles).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         yield
         await services.tokens.aclose()
         services.database.dispose()
@@ -73,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    router: GraphQLRouter[object, None] = GraphQLRouter(
+    router = ApiRouter(
         schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql else None,
