@@ -679,15 +679,24 @@ def statement_counts(url: str, operations: list[str], user: str) -> dict[str, An
 def measure_page_cost(
     api: Target, users: Users, tokens: Tokens, args: argparse.Namespace, url: str
 ) -> dict[str, list[dict[str, Any]]]:
-    """The first page of task_list for a user with 1k tasks and for one with 100k."""
-    page_cost = {}
-    saved = api.credentials
-    for label, user in (("1k tasks", users.light), ("100k tasks", users.heavy)):
-        api.credentials = credentials_file(WORK / f"api.{user}.credentials", [user], tokens.issue)
-        page_cost[label] = [
-            measure(api, "task_list", args, args.duration, {}, url) for _ in range(args.rounds)
-        ]
-    api.credentials = saved
+    """The first page of task_list, with and without its totalCount (which must count every
+    task), for a user with 1k tasks and for one with 100k."""
+    page_cost: dict[str, list[dict[str, Any]]] = {}
+    saved = api.credentials, dict(api.bodies)
+    variants = {"page only": False, "page and totalCount": True}
+    for variant, with_count in variants.items():
+        body = WORK / f"api.task_list.count-{with_count}.json"
+        body.write_text(api_body("task_list", {"first": 20, "withCount": with_count}))
+        api.bodies["task_list"] = body
+        for label, user in (("1k tasks", users.light), ("100k tasks", users.heavy)):
+            api.credentials = credentials_file(
+                WORK / f"api.{user}.credentials", [user], tokens.issue
+            )
+            page_cost[f"{variant}, {label}"] = [
+                measure(api, "task_list", args, args.duration, {}, url)
+                for _ in range(args.rounds)
+            ]
+    api.credentials, api.bodies = saved
     return page_cost
 
 
