@@ -693,8 +693,7 @@ def measure_page_cost(
                 WORK / f"api.{user}.credentials", [user], tokens.issue
             )
             page_cost[f"{variant}, {label}"] = [
-                measure(api, "task_list", args, args.duration, {}, url)
-                for _ in range(args.rounds)
+                measure(api, "task_list", args, args.duration, {}, url) for _ in range(args.rounds)
             ]
     api.credentials, api.bodies = saved
     return page_cost

@@ -19,7 +19,7 @@ from strawberry.fastapi import GraphQLRouter
 from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, get_context
 from graphql_api.db import Database
-from graphql_api.schema import schema
+from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -85,12 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Todo GraphQL API",
         description="A multi-user GraphQL API over a todo schema. The API lives at /graphql.",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        openapi_url=None,  # the API is GraphQL; no REST schema to publish
     )
     app.state.services = services
     router = ApiRouter(
-        schema,
+        build_schema(settings),
         context_getter=get_context,
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
     )
     app.include_router(router, prefix="/graphql")
 

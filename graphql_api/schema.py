@@ -17,10 +17,17 @@ from graphql.language import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
-    OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graphql_api.context import Context, Info
@@ -28,7 +35,9 @@ from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
 from graphql_api.errors import ApiError, NotFound, Unauthenticated
+from graphql_api.limits import cost_limit, directive_limit, fragments_of, selected_operation
 from graphql_api.relay import Node, decode_id, parse_uuid
+from graphql_api.settings import Settings
 from graphql_api.tags.mutations import TagMutations
 from graphql_api.tags.queries import TagQueries
 from graphql_api.tags.types import Tag
@@ -94,30 +103,18 @@ class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations
 
 
 def _root_fields(
-    selection_set: SelectionSetNode, document: DocumentNode, seen: set[str]
+    selection_set: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str] = frozenset(),
 ) -> Iterator[str]:
-    fragments = {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             yield selection.name.value
         elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, document, seen)
+            yield from _root_fields(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-            seen.add(selection.name.value)
             fragment = fragments[selection.name.value]
-            yield from _root_fields(fragment.selection_set, document, seen)
-
-
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    for operation in operations:
-        if name is None or (operation.name and operation.name.value == name):
-            return operation
-    return None
+            yield from _root_fields(fragment.selection_set, fragments, seen | {fragment.name.value})
 
 
 class RequireAuthentication(SchemaExtension):
@@ -128,9 +125,9 @@ class RequireAuthentication(SchemaExtension):
         context: Context = execution.context
         document = execution.graphql_document
         if context.principal is None and document is not None:
-            operation = _operation(document, execution.operation_name)
+            operation = selected_operation(document, execution.operation_name)
             if operation is not None:
-                fields = set(_root_fields(operation.selection_set, document, set()))
+                fields = set(_root_fields(operation.selection_set, fragments_of(document)))
                 if fields - PUBLIC_ROOT_FIELDS:
                     error = context.auth_error or Unauthenticated(
                         "Sign in first: send `Authorization: Bearer <token>`."
@@ -221,17 +218,51 @@ class ApiSchema(strawberry.Schema):
                 log.debug("Client error: %s", error.message)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The schema with the limits and switches of `settings` (defaults: development)."""
+    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    return _build_schema(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_directives=settings.max_directives,
+        max_cost=settings.max_cost,
+        introspection=settings.introspection,
+        suggestions=settings.environment != "production",
+    )
+
+
+@lru_cache(maxsize=8)
+def _build_schema(
+    *,
+    max_depth: int,
+    max_aliases: int,
+    max_tokens: int,
+    max_directives: int,
+    max_cost: int,
+    introspection: bool,
+    suggestions: bool,
+) -> strawberry.Schema:
+    extensions: list[Any] = [
+        FormatErrors,
+        RequireAuthentication,
+        CachedParser,
+        lambda: ValidationCache(maxsize=512),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        directive_limit(max_directives),
+        cost_limit(max_cost),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
     return ApiSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[
-            FormatErrors,
-            RequireAuthentication,
-            CachedParser,
-            lambda: ValidationCache(maxsize=512),
-        ],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not suggestions),
     )
 
 
 schema = build_schema()
+"""The schema with default settings: what `export-schema` prints (limits do not change SDL)."""

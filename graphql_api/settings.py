@@ -70,8 +70,32 @@ class Settings(BaseSettings):
         True,
         description="Batch relationship loads. Off only to measure the naive path (benchmark).",
     )
-    graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
+    graphiql: bool | None = Field(
+        None,
+        description="Serve the GraphiQL IDE on GET /graphql. Unset: on in development, "
+        "off in production.",
+    )
+    introspection: bool = Field(
+        True, description="Answer introspection (client code generators need it)."
+    )
+
+    max_depth: int = Field(8, ge=1, description="Deepest field nesting an operation may use.")
+    max_aliases: int = Field(15, ge=0, description="Aliases per operation.")
+    max_tokens: int = Field(1000, ge=1, description="Lexical tokens per operation.")
+    max_directives: int = Field(50, ge=0, description="Directives per operation.")
+    max_cost: int = Field(
+        5000,
+        ge=1,
+        description="Estimated fields an operation may resolve; lists multiply by their page size.",
+    )
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
     log_level: str = Field("INFO", description="Python logging level.")
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else self.environment != "production"
 
 
 @lru_cache

@@ -1,0 +1,140 @@
+"""Abuse limits, attacked at the boundary: just under each limit passes, just over is refused
+with a clear error, before any resolver runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from graphql import get_introspection_query
+
+from graphql_api.app import create_app
+from graphql_api.cli import PROJECT_ROOT
+from graphql_api.settings import Settings
+from tests.conftest import Backend, make_settings
+from tests.helpers import Account, Api
+
+LIMITS = {
+    "max_depth": 4,
+    "max_aliases": 3,
+    "max_tokens": 40,
+    "max_directives": 2,
+    "max_cost": 50,
+    "max_body_bytes": 2048,
+}
+
+
+@pytest.fixture
+async def limited(backend: Backend) -> AsyncIterator[Api]:
+    app = create_app(make_settings(backend.url, **LIMITS))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)
+
+
+@pytest.fixture
+async def user(limited: Api) -> Account:
+    return await limited.sign_up()
+
+
+def refused(response: Any, words: str) -> bool:
+    return response.data is None and any(words in e["message"] for e in response.errors)
+
+
+async def test_depth(limited: Api, user: Account) -> None:
+    # Depth counts the levels below the root field: tasks is 0, the deepest `id` here is 4.
+    at_limit = "{ tasks(first: 1) { nodes { subtasks { subtasks { id } } } } }"
+    over = "{ tasks(first: 1) { nodes { subtasks { subtasks { subtasks { id } } } } } }"
+    assert (await limited.execute(at_limit, as_user=user)).ok()
+    assert refused(await limited.execute(over, as_user=user), "depth")
+
+
+async def test_aliases(limited: Api, user: Account) -> None:
+    at_limit = "{ a: me { id } b: me { id } c: me { id } }"
+    over = "{ a: me { id } b: me { id } c: me { id } d: me { id } }"
+    assert (await limited.execute(at_limit, as_user=user)).ok()
+    assert refused(await limited.execute(over, as_user=user), "aliases")
+
+
+async def test_tokens(limited: Api, user: Account) -> None:
+    # `{ me { id ... } }` is 4 tokens plus one per `id`, and graphql-core counts the end too.
+    at_limit = "{ me { " + " ".join(["id"] * 35) + " } }"  # 40 tokens
+    over = "{ me { " + " ".join(["id"] * 36) + " } }"  # 41 tokens
+    assert (await limited.execute(at_limit, as_user=user)).ok()
+    assert refused(await limited.execute(over, as_user=user), "token")
+
+
+async def test_directives(limited: Api, user: Account) -> None:
+    at_limit = "{ me { id @include(if: true) email @skip(if: false) } }"
+    over = "{ me { id @include(if: true) email @skip(if: false) name @include(if: true) } }"
+    assert (await limited.execute(at_limit, as_user=user)).ok()
+    response = await limited.execute(over, as_user=user)
+    assert refused(response, "directives")
+    assert response.codes == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_cost_counts_page_sizes(limited: Api, user: Account) -> None:
+    # tasks (1) + first x (nodes 1 + id 1 + title 1 + tags (1 + 5 x name 1)) = 1 + 9n
+    query = "query($n: Int) { tasks(first: $n) { nodes { id title tags { name } } } }"
+    assert (await limited.execute(query, {"n": 5}, as_user=user)).ok()  # cost 46
+    response = await limited.execute(query, {"n": 6}, as_user=user)  # cost 55
+    assert refused(response, "more than the limit of 50")
+    assert response.codes == ["QUERY_TOO_COMPLEX"]
+    assert response.errors[0]["extensions"]["cost"] == 55
+
+
+async def test_body_size(limited: Api, user: Account) -> None:
+    padding = "#" + "x" * 1500 + "\n"
+    small = await limited.execute(padding + "{ me { id } }", as_user=user)
+    assert small.ok()
+    response = await limited.client.post(
+        "/graphql",
+        json={"query": padding * 2 + "{ me { id } }"},
+        headers={"Authorization": f"Bearer {user.token}"},
+    )
+    assert response.status_code == 413
+
+
+async def test_batched_requests_are_refused(limited: Api, user: Account) -> None:
+    response = await limited.client.post(
+        "/graphql",
+        json=[{"query": "{ me { id } }"}, {"query": "{ me { id } }"}],
+        headers={"Authorization": f"Bearer {user.token}"},
+    )
+    assert response.status_code == 400
+
+
+# --- the defaults fit what the repository itself sends ---------------------------------------
+
+
+def repository_operations() -> list[Path]:
+    folders = [PROJECT_ROOT / "bench" / "operations", PROJECT_ROOT / "examples" / "operations"]
+    return sorted(path for folder in folders for path in folder.glob("*.graphql"))
+
+
+@pytest.mark.parametrize("path", repository_operations(), ids=lambda path: path.stem)
+async def test_every_repository_operation_fits_the_default_limits(api: Api, path: Path) -> None:
+    account = await api.sign_up()
+    response = await api.execute(path.read_text(), as_user=account)
+    limit_errors = [
+        error
+        for error in response.errors
+        if error.get("extensions", {}).get("code")
+        in {"QUERY_TOO_COMPLEX", "GRAPHQL_VALIDATION_FAILED"}
+        and "Variable" not in error["message"]
+    ]
+    assert limit_errors == []
+
+
+async def test_introspection_fits_the_default_limits(api: Api) -> None:
+    query = get_introspection_query(descriptions=True, input_value_deprecation=True)
+    assert (await api.execute(query)).ok()["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_the_default_depth_is_tight() -> None:
+    """The deepest operation in the repository decides the default depth (plus headroom 2)."""
+    assert Settings(_env_file=None).max_depth <= 8  # type: ignore[call-arg]

@@ -1,0 +1,77 @@
+"""Production mode: quieter errors, switchable introspection and GraphiQL, no start without a
+way to verify tokens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from graphql_api.app import create_app
+from tests.conftest import Backend, make_settings
+from tests.helpers import Api
+
+
+async def serve(backend: Backend, **settings: Any) -> AsyncIterator[Api]:
+    app = create_app(make_settings(backend.url, **settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)
+
+
+@pytest.fixture
+async def production(backend: Backend) -> AsyncIterator[Api]:
+    async for api in serve(backend, environment="production"):
+        yield api
+
+
+async def test_field_suggestions_are_off_in_production(production: Api, api: Api) -> None:
+    typo = "{ tsks { totalCount } }"
+    quiet = await production.execute(typo)
+    assert "Did you mean" not in quiet.errors[0]["message"]
+    helpful = await api.execute(typo)
+    assert "Did you mean 'tasks'" in helpful.errors[0]["message"]
+
+
+async def test_introspection_stays_on_by_default_in_production(production: Api) -> None:
+    assert (await production.execute("{ __schema { queryType { name } } }")).ok()
+
+
+async def test_introspection_can_be_switched_off(backend: Backend) -> None:
+    async for api in serve(backend, environment="production", introspection=False):
+        response = await api.execute("{ __schema { queryType { name } } }")
+        assert response.data is None
+        assert "introspection" in response.errors[0]["message"].lower()
+
+
+async def test_graphiql_is_off_in_production_unless_asked(backend: Backend) -> None:
+    html = {"Accept": "text/html"}
+    async for api in serve(backend, environment="production"):
+        assert (await api.client.get("/graphql", headers=html)).status_code == 404
+    async for api in serve(backend, environment="production", graphiql=True):
+        assert (await api.client.get("/graphql", headers=html)).status_code == 200
+
+
+async def test_client_errors_stay_readable_in_production(production: Api) -> None:
+    account = await production.sign_up()
+    response = await production.execute(
+        'mutation { createTask(input: {title: ""}) { id } }', as_user=account
+    )
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert "title" in response.errors[0]["message"]
+
+
+def test_production_refuses_to_start_without_a_way_to_verify_tokens(backend: Backend) -> None:
+    with pytest.raises(RuntimeError, match="JWT_SECRET or JWT_JWKS_URL"):
+        create_app(make_settings(backend.url, environment="production", jwt_secret=None))
+    create_app(  # a JWKS alone is enough
+        make_settings(
+            backend.url,
+            environment="production",
+            jwt_secret=None,
+            jwt_jwks_url="http://127.0.0.1:9/jwks.json",
+        )
+    )
