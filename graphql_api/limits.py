@@ -165,8 +165,10 @@ def cost_limit(max_cost: int) -> type[SchemaExtension]:
         def on_execute(self) -> Iterator[None]:
             execution = self.execution_context
             document = execution.graphql_document
-            operation = document and selected_operation(document, execution.operation_name)
-            if document is not None and operation is not None and execution.result is None:
+            operation = None
+            if document is not None and execution.result is None:
+                operation = selected_operation(document, execution.operation_name)
+            if document is not None and operation is not None:
                 schema = execution.schema._schema
                 variables = execution.variables or {}
                 cost = operation_cost(schema, operation, fragments_of(document), variables)

@@ -220,7 +220,7 @@ class ApiSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with the limits and switches of `settings` (defaults: development)."""
-    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = settings or Settings(_env_file=None)
     return _build_schema(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
