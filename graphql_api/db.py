@@ -178,40 +178,44 @@ class RequestDb:
     def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
         connection = self._connect()
         args = (connection,) if user_id is None else (connection, user_id)
-        scoped = user_id is not None
-        if write:
+        if write or user_id is None:  # public calls, too, get a transaction of their own
             if connection.in_transaction():
                 connection.rollback()  # end the read snapshot; reads have nothing to commit
             with _write_transaction(connection):
-                if scoped:
-                    self._enter_scope(connection, writing=True)
+                self._enter(connection, user_id, writing=True)
                 return call(*args)
         try:
             if not connection.in_transaction():
                 connection.begin()
-                if scoped:
-                    self._enter_scope(connection, writing=False)
+                self._enter(connection, user_id, writing=False)
             return call(*args)
         except BaseException:
             connection.rollback()  # a failed statement must not poison later reads
             raise
 
-    def _enter_scope(self, connection: Connection, *, writing: bool) -> None:
-        """Start of a scoped transaction: the principal's user must exist (or be provisioned)."""
-        if self._user_known:
+    def _enter(self, connection: Connection, user_id: str | None, *, writing: bool) -> None:
+        """The first statement of every transaction: whom it acts for (the row-level security
+        setting on PostgreSQL), and, once per request, that this user exists."""
+        if user_id is None:
+            allow_account_lookup(connection)
             return
-        principal = self.principal
-        assert principal is not None
-        if not user_exists(connection, principal.user_id):
+        if self._user_known:
+            scope_to_user(connection, user_id)
+            return
+        if not scope_to_user(connection, user_id, check_exists=True):
+            principal = self.principal
+            assert principal is not None
             if not principal.external:
                 raise Unauthenticated("The account of this token no longer exists.")
             if writing:
-                provision_user(connection, principal.user_id, principal.email)
+                provision_user(connection, user_id, principal.email)
             else:  # reads are never committed: provision in a short write of its own
                 connection.rollback()
                 with _write_transaction(connection):
-                    provision_user(connection, principal.user_id, principal.email)
+                    scope_to_user(connection, user_id)
+                    provision_user(connection, user_id, principal.email)
                 connection.begin()
+                scope_to_user(connection, user_id)
         self._user_known = True
 
     def _connect(self) -> Connection:
@@ -230,6 +234,24 @@ class RequestDb:
             connection, self._connection = self._connection, None
             async with self._lock:
                 await self._database.run(connection.close)
+
+
+def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = False) -> bool:
+    """Bind the transaction to `user_id` for row-level security (PostgreSQL), and when asked,
+    tell whether the user exists: both in one round trip."""
+    if connection.dialect.name != "postgresql":
+        return user_exists(connection, user_id) if check_exists else True
+    statement = "SELECT set_config('app.user_id', %(user)s, true)"
+    if check_exists:
+        statement += "; SELECT EXISTS (SELECT 1 FROM users WHERE id = %(user)s)"
+    result = connection.exec_driver_sql(statement, {"user": user_id})
+    return bool(result.scalar()) if check_exists else True
+
+
+def allow_account_lookup(connection: Connection) -> None:
+    """Open the users table to this transaction (sign-up, sign-in): there is no user yet."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT set_config('app.account_lookup', 'on', true)")
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from graphql_api.auth import Passwords, Tokens
 from graphql_api.conversations import repository as conversations
-from graphql_api.db import create_engine
+from graphql_api.db import allow_account_lookup, create_engine, scope_to_user
 from graphql_api.models import (
     CONVERSATIONS,
     MESSAGES,
@@ -39,6 +39,7 @@ def token_for(settings: Settings, email: str, *, create: bool) -> str:
     """A token for the user with this email (created without a password if asked)."""
     engine = create_engine(settings)
     with engine.begin() as conn:
+        allow_account_lookup(conn)
         row = users.find_user_by_email(conn, users.normalise_email(email))
         if row is None:
             if not create:
@@ -52,12 +53,14 @@ def seed_demo(settings: Settings) -> bool:
     """A demo user with tags, tasks, subtasks and a conversation, if the database is empty."""
     engine = create_engine(settings)
     with engine.begin() as conn:
+        allow_account_lookup(conn)
         if conn.execute(sa.select(sa.func.count()).select_from(USERS)).scalar_one():
             return False
         password_hash = Passwords(settings).hash(DEMO_PASSWORD)
         user_id = users.create_user(
             conn, email=DEMO_EMAIL, name="Demo", password_hash=password_hash
         )["id"]
+        scope_to_user(conn, user_id)
         _demo_content(conn, user_id)
     engine.dispose()
     return True
@@ -127,6 +130,7 @@ def seed_bulk(
     engine = create_engine(settings)
     user_ids: list[str] = []
     with engine.connect() as conn:
+        allow_account_lookup(conn)
         start = conn.execute(sa.select(sa.func.count()).select_from(USERS)).scalar_one()
         conn.commit()
         for index in range(users):
@@ -158,6 +162,7 @@ def _bulk_user(
 ) -> str:
     now = utcnow()
     user_id = str(uuid.uuid4())
+    scope_to_user(conn, user_id)
     conn.execute(
         sa.insert(USERS).values(
             id=user_id,

@@ -42,10 +42,17 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+APP_ROLE = "graphql_api_app"
+"""On PostgreSQL the API under test connects as this ordinary role, so row-level security
+applies to every request of the suite (superusers bypass it). Tests arrange and inspect rows
+through `engine`, which connects as the owner."""
+
+
 @dataclass
 class Backend:
     name: str
-    url: str
+    url: str  # the owner's connection: migrations, arranging and inspecting rows
+    app_url: str  # the API's connection
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +70,18 @@ def _postgresql_migrated() -> str:
         conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
     migrate(make_settings(TEST_DATABASE_URL))
+    engine = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE})
+        if not exists.first():
+            conn.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN"))
+        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
+        conn.execute(
+            sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
+            )
+        )
+    engine.dispose()
     return TEST_DATABASE_URL
 
 
@@ -80,15 +99,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         path = tmp_path / "test.db"
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
-        return Backend("sqlite", f"sqlite:///{path}")
+        return Backend("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
     url = request.getfixturevalue("_postgresql_migrated")
     _truncate_all(url)
-    return Backend("postgresql", url)
+    app_url = sa.make_url(url).set(username=APP_ROLE, password=None)
+    return Backend("postgresql", url, app_url.render_as_string(hide_password=False))
 
 
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
-    return make_settings(backend.url)
+    return make_settings(backend.app_url)
 
 
 @pytest.fixture

@@ -291,7 +291,7 @@ def provider() -> Iterator[Provider]:
 @pytest.fixture
 async def external_api(backend: Backend, provider: Provider) -> Any:
     settings = make_settings(
-        backend.url,
+        backend.app_url,
         jwt_jwks_url=provider.url,
         jwt_issuer="https://auth.example.com",
         jwt_audience="todo-api",

@@ -29,7 +29,7 @@ LIMITS = {
 
 @pytest.fixture
 async def limited(backend: Backend) -> AsyncIterator[Api]:
-    app = create_app(make_settings(backend.url, **LIMITS))
+    app = create_app(make_settings(backend.app_url, **LIMITS))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -15,7 +15,7 @@ from tests.helpers import Api
 
 
 async def serve(backend: Backend, **settings: Any) -> AsyncIterator[Api]:
-    app = create_app(make_settings(backend.url, **settings))
+    app = create_app(make_settings(backend.app_url, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -66,10 +66,10 @@ async def test_client_errors_stay_readable_in_production(production: Api) -> Non
 
 def test_production_refuses_to_start_without_a_way_to_verify_tokens(backend: Backend) -> None:
     with pytest.raises(RuntimeError, match="JWT_SECRET or JWT_JWKS_URL"):
-        create_app(make_settings(backend.url, environment="production", jwt_secret=None))
+        create_app(make_settings(backend.app_url, environment="production", jwt_secret=None))
     create_app(  # a JWKS alone is enough
         make_settings(
-            backend.url,
+            backend.app_url,
             environment="production",
             jwt_secret=None,
             jwt_jwks_url="http://127.0.0.1:9/jwks.json",

@@ -58,7 +58,7 @@ def settings(backend: Any) -> Any:
     """100 rows at every level is past the default cost limit: this suite measures SQL only."""
     from tests.conftest import make_settings
 
-    return make_settings(backend.url, max_cost=1_000_000)
+    return make_settings(backend.app_url, max_cost=1_000_000)
 
 
 def operation(name: str) -> str:
@@ -180,7 +180,7 @@ async def test_without_loaders_the_same_operation_costs_a_statement_per_row(
     from graphql_api.app import create_app
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(backend.url, use_dataloaders=False))
+    app = create_app(make_settings(backend.app_url, use_dataloaders=False))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
