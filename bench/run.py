@@ -54,6 +54,7 @@ SECRET = "bench-secret-" + "s" * 40
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 PGL_ROLE = "bench_api"  # the role PostGraphile switches to from the JWT's `role` claim
 PGL_LOGIN = "bench_pgl"  # a non-superuser login, so row-level security applies
+API_LOGIN = "bench_app"  # the API's ordinary role: our own row-level security applies too
 DEFAULT_VARIABLES: dict[str, dict[str, Any]] = {
     "task_list": {"first": 20},
     "tags_with_tasks": {"first": 20, "tasksFirst": 5},
@@ -123,13 +124,20 @@ def prepare_postgraphile_roles(url: str) -> None:
         "messages",
     ]
     with engine.connect() as conn:
-        for role, options in ((PGL_ROLE, "NOLOGIN"), (PGL_LOGIN, "LOGIN")):
+        for role, options in ((PGL_ROLE, "NOLOGIN"), (PGL_LOGIN, "LOGIN"), (API_LOGIN, "LOGIN")):
             if not conn.execute(
                 sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
             ).first():
                 conn.execute(sa.text(f"CREATE ROLE {role} {options}"))
         conn.execute(sa.text(f"GRANT {PGL_ROLE} TO {PGL_LOGIN}"))
-        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {PGL_ROLE}, {PGL_LOGIN}"))
+        conn.execute(
+            sa.text(f"GRANT USAGE ON SCHEMA public TO {PGL_ROLE}, {PGL_LOGIN}, {API_LOGIN}")
+        )
+        conn.execute(
+            sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {API_LOGIN}"
+            )
+        )
         for table in tables:
             owner_column = "id" if table == "users" else "user_id"
             conn.execute(sa.text(f"GRANT SELECT ON {table} TO {PGL_ROLE}"))
@@ -301,8 +309,9 @@ def start_api(
     name: str, url: str, workers: int, extra_env: dict[str, str], source: Path = ROOT
 ) -> Target:
     port = free_port()
+    as_app = sa.make_url(url).set(username=API_LOGIN).render_as_string(hide_password=False)
     env = {
-        "DATABASE_URL": url,
+        "DATABASE_URL": as_app,
         "JWT_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
         "GRAPHIQL": "false",
