@@ -135,7 +135,8 @@ def prepare_postgraphile_roles(url: str) -> None:
         )
         conn.execute(
             sa.text(
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {API_LOGIN}"
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+                f"TO {API_LOGIN}"
             )
         )
         for table in tables:
