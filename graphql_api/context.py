@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from starlette.requests import Request
 from strawberry.fastapi import BaseContext
 
+from graphql_api import idempotency
 from graphql_api.auth import Passwords, Tokens, bearer_token
 from graphql_api.db import Database, Principal
 from graphql_api.errors import Unauthenticated
@@ -42,9 +43,13 @@ class Context(BaseContext):
         *,
         auth_error: Unauthenticated | None = None,
         request_id: str | None = None,
+        client_address: str = "unknown",
+        idempotency_key: str | None = None,
     ) -> None:
         super().__init__()
         self.services = services
+        self.client_address = client_address
+        self.idempotency_key = idempotency_key
         self.principal = principal
         self.auth_error = auth_error
         self.request_id = request_id or uuid.uuid4().hex
@@ -65,6 +70,24 @@ class Context(BaseContext):
         result = await self.db.write(fn, *args, **kwargs)
         self.loaders = self._fresh_loaders()
         return result
+
+    async def create(
+        self,
+        info: strawberry.Info[Context, None],
+        fn: Callable[..., RowMapping],
+        fetch: idempotency.Fetch,
+        *args: Any,
+        **kwargs: Any,
+    ) -> RowMapping:
+        """A scoped create that honours the request's `Idempotency-Key`, if it has one."""
+        if self.idempotency_key is None:
+            return await self.write(fn, *args, **kwargs)
+        key = idempotency.checked_key(self.idempotency_key)
+        field = str(info.path.key)  # the alias, so one request can create several rows
+        digest = idempotency.fingerprint(info.field_name, args, sorted(kwargs.items()))
+        return await self.write(
+            idempotency.create_once, key, field, digest, fn, fetch, *args, **kwargs
+        )
 
 
 Info = strawberry.Info[Context, None]
@@ -90,6 +113,8 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
         principal,
         auth_error=auth_error,
         request_id=getattr(request.state, "request_id", None),
+        client_address=request.client.host if request.client else "unknown",
+        idempotency_key=request.headers.get(idempotency.HEADER),
     )
     try:
         yield context

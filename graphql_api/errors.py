@@ -54,6 +54,12 @@ class Conflict(ApiError):
     code = "CONFLICT"
 
 
+class RateLimited(ApiError):
+    """Too many attempts: `extensions.retryAfter` says in how many seconds to try again."""
+
+    code = "RATE_LIMITED"
+
+
 class ServiceUnavailable(ApiError):
     """A transient condition (no free database connection); retrying later may succeed."""
 

@@ -393,6 +393,38 @@ class Message(MessageFields, table=True):
     created_at: datetime = created_at_field()
 
 
+# --- operational tables ----------------------------------------------------------------------
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A create mutation sent with an `Idempotency-Key`: its retries return the same row."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.Index("ix_idempotency_keys_user_id_created_at", "user_id", "created_at"),)
+
+    user_id: str = owner_field()
+    key: str = Field(primary_key=True, max_length=255, description="The client's key.")
+    field: str = Field(
+        primary_key=True, max_length=100, description="The mutation field (or alias) it ran."
+    )
+    fingerprint: str = Field(max_length=64, description="SHA-256 of the mutation's input.")
+    result_id: uuid.UUID = Field(description="The id of the row the mutation created.")
+    created_at: datetime = created_at_field()
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins per email and per client address, shared by every worker process."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: str = Field(
+        primary_key=True, max_length=64, description="SHA-256 of `email:...` or `address:...`."
+    )
+    failures: int = Field(default=0, description="Failures in the current window.")
+    window_started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    blocked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
 OWNED_TABLES: tuple[type[SQLModel], ...] = (
     Task,
     Tag,
@@ -400,6 +432,7 @@ OWNED_TABLES: tuple[type[SQLModel], ...] = (
     TaskRelationship,
     Conversation,
     Message,
+    IdempotencyKey,
 )
 """Every table whose rows belong to one user (all carry `user_id`)."""
 
@@ -417,3 +450,5 @@ TASK_TAGS = _table(TaskTag)
 TASK_RELATIONSHIPS = _table(TaskRelationship)
 CONVERSATIONS = _table(Conversation)
 MESSAGES = _table(Message)
+IDEMPOTENCY_KEYS = _table(IdempotencyKey)
+SIGN_IN_THROTTLES = _table(SignInThrottle)

@@ -6,6 +6,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
 import strawberry
@@ -61,6 +62,15 @@ def parse_uuid(raw_id: str, type_name: str) -> uuid.UUID:
 
 def decode_uuids(global_ids: Sequence[str], type_name: str) -> list[uuid.UUID]:
     return [decode_uuid(global_id, type_name) for global_id in global_ids]
+
+
+@strawberry.input(description="Guards an update against overwriting changes made meanwhile.")
+class GuardedUpdate:
+    expected_updated_at: datetime | None = strawberry.field(
+        default=None,
+        description="The `updatedAt` you read. If the object changed since, nothing is "
+        "written and the answer is CONFLICT with the current values in `extensions.current`.",
+    )
 
 
 @strawberry.type(description="Where a page sits in its list (Relay).")

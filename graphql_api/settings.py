@@ -66,6 +66,20 @@ class Settings(BaseSettings):
         65536, ge=64, description="argon2id memory per password hash, in KiB."
     )
 
+    sign_in_max_failures_per_email: int = Field(
+        5, ge=1, description="Failed sign-ins for one email before it is blocked for a while."
+    )
+    sign_in_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed sign-ins from one client address before it is blocked."
+    )
+    sign_in_window_seconds: int = Field(900, gt=0, description="How long failures are remembered.")
+    sign_in_block_seconds: int = Field(300, gt=0, description="How long a block lasts.")
+    sign_in_slowdown_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Delay added to a failed sign-in per failure beyond the second (max 8x).",
+    )
+
     use_dataloaders: bool = Field(
         True,
         description="Batch relationship loads. Off only to measure the naive path (benchmark).",

@@ -37,6 +37,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         "db_pool_size": 5,
         "db_max_overflow": 5,
+        "sign_in_slowdown_seconds": 0.01,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -107,3 +107,14 @@ class StatementCounter:
     @property
     def count(self) -> int:
         return len(self.statements)
+
+
+def user_tables() -> list[sa.Table]:
+    """The users table and every table whose rows belong to a user."""
+    from graphql_api.models import OWNED_TABLES, USERS
+
+    return [USERS, *(model.__table__ for model in OWNED_TABLES)]  # type: ignore[attr-defined]
+
+
+def owner_column(table: sa.Table) -> sa.Column[str]:
+    return table.c.id if table.name == "users" else table.c.user_id

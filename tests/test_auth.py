@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from graphql_api.app import create_app
 from graphql_api.settings import Settings
 from tests.conftest import JWT_SECRET, Backend, make_settings
-from tests.helpers import Api
+from tests.helpers import Api, user_tables
 
 ME = "{ me { id email name } }"
 
@@ -196,7 +196,6 @@ async def test_update_me_changes_only_what_is_given(api: Api) -> None:
 
 async def test_delete_me_removes_the_account_and_everything_it_owns(api: Api, engine: Any) -> None:
     import sqlalchemy as sa
-    from sqlmodel import SQLModel
 
     account = await api.sign_up()
     other = await api.sign_up()
@@ -213,7 +212,7 @@ async def test_delete_me_removes_the_account_and_everything_it_owns(api: Api, en
 
     left = {"users": 1, "tags": 1, "tasks": 1, "task_tags": 1}  # the other user's rows
     with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
+        for table in user_tables():
             remaining = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             assert remaining == left.get(table.name, 0), table.name
 

@@ -28,7 +28,7 @@ from graphql import (
 from sqlmodel import SQLModel
 
 from graphql_api.schema import PUBLIC_ROOT_FIELDS, schema
-from tests.helpers import Account, Api
+from tests.helpers import Account, Api, owner_column, user_tables
 
 SECRET = "victim-secret"
 
@@ -380,9 +380,12 @@ def snapshot(engine: sa.Engine, user_email: str) -> dict[str, list[tuple[Any, ..
             sa.select(users.c.id).where(users.c.email == user_email)
         ).scalar_one()
         rows = {}
-        for table in SQLModel.metadata.sorted_tables:
-            owner = table.c.id if table.name == "users" else table.c.user_id
-            query = sa.select(table).where(owner == user_id).order_by(*table.primary_key.columns)
+        for table in user_tables():
+            query = (
+                sa.select(table)
+                .where(owner_column(table) == user_id)
+                .order_by(*table.primary_key.columns)
+            )
             rows[table.name] = [tuple(row) for row in conn.execute(query)]
     return rows
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from graphql_api.conversations import repository as conversations
 from graphql_api.errors import BadUserInput, Conflict, NotFound
@@ -17,7 +16,7 @@ from graphql_api.pagination import PageArgs
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
 from graphql_api.users import repository as users
-from tests.helpers import StatementCounter
+from tests.helpers import StatementCounter, owner_column, user_tables
 
 
 @pytest.fixture
@@ -164,9 +163,9 @@ def test_deleting_a_user_removes_everything_they_own(
     with engine.begin() as conn:
         assert users.delete_user(conn, alice)
     with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            owner = table.c.id if table.name == "users" else table.c.user_id
-            count = conn.execute(sa.select(sa.func.count()).where(owner == alice)).scalar_one()
+        for table in user_tables():
+            owned = owner_column(table) == alice
+            count = conn.execute(sa.select(sa.func.count()).where(owned)).scalar_one()
             assert count == 0, table.name
         assert tasks.count_tasks(conn, bob, tasks.TaskFilter()) == 1
 

@@ -11,7 +11,7 @@ from graphql_api.context import Info
 from graphql_api.conversations import repository as conversations
 from graphql_api.conversations.types import Conversation, Message
 from graphql_api.mirror import given_fields, mirror
-from graphql_api.relay import decode_uuid
+from graphql_api.relay import GuardedUpdate, decode_uuid
 
 
 @mirror(models.ConversationFields, kind="input", description="A new conversation.")
@@ -24,7 +24,7 @@ class CreateConversationInput:
     kind="patch",
     description="Changes to a conversation: absent fields stay.",
 )
-class UpdateConversationInput:
+class UpdateConversationInput(GuardedUpdate):
     pass
 
 
@@ -48,7 +48,12 @@ class ConversationMutations:
             CreateConversationInput, strawberry.argument(description="The conversation.")
         ],
     ) -> Conversation:
-        row = await info.context.write(conversations.create_conversation, given_fields(input))
+        row = await info.context.create(
+            info,
+            conversations.create_conversation,
+            conversations.get_conversations,
+            given_fields(input),
+        )
         return Conversation.from_row(row)
 
     @strawberry.mutation(description="Rename a conversation.")
@@ -62,6 +67,7 @@ class ConversationMutations:
             conversations.update_conversation,
             decode_uuid(id, "Conversation"),
             given_fields(input),
+            input.expected_updated_at,
         )
         return Conversation.from_row(row)
 
@@ -79,8 +85,10 @@ class ConversationMutations:
         conversation_id: ConversationId,
         input: Annotated[PostMessageInput, strawberry.argument(description="The message.")],
     ) -> Message:
-        row = await info.context.write(
+        row = await info.context.create(
+            info,
             conversations.post_message,
+            conversations.get_messages,
             decode_uuid(conversation_id, "Conversation"),
             given_fields(input),
         )

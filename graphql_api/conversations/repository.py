@@ -19,7 +19,7 @@ from graphql_api.models import (
     utcnow,
 )
 from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
-from graphql_api.validation import changes_of, validate
+from graphql_api.validation import changes_of, check_unchanged, validate
 
 CONVERSATION_ORDERING = Ordering(
     "conversations:activity",
@@ -156,9 +156,14 @@ def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) 
 
 
 def update_conversation(
-    conn: Connection, user_id: str, conversation_id: uuid.UUID, changes: dict[str, Any]
+    conn: Connection,
+    user_id: str,
+    conversation_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_updated_at: datetime | None = None,
 ) -> RowMapping:
     current = _lock_live(conn, user_id, conversation_id)
+    check_unchanged(current, expected_updated_at)
     values = changes_of(ConversationFields, dict(current), changes)
     if not values:
         return current

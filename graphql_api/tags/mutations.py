@@ -9,7 +9,7 @@ import strawberry
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.mirror import given_fields, mirror
-from graphql_api.relay import decode_uuid
+from graphql_api.relay import GuardedUpdate, decode_uuid
 from graphql_api.tags import repository as tags
 from graphql_api.tags.types import Tag
 
@@ -20,7 +20,7 @@ class CreateTagInput:
 
 
 @mirror(models.TagFields, kind="patch", description="Changes to a tag: absent fields stay.")
-class UpdateTagInput:
+class UpdateTagInput(GuardedUpdate):
     pass
 
 
@@ -35,7 +35,8 @@ class TagMutations:
         info: Info,
         input: Annotated[CreateTagInput, strawberry.argument(description="The tag.")],
     ) -> Tag:
-        return Tag.from_row(await info.context.write(tags.create_tag, given_fields(input)))
+        row = await info.context.create(info, tags.create_tag, tags.get_tags, given_fields(input))
+        return Tag.from_row(row)
 
     @strawberry.mutation(description="Rename or recolour a tag; CONFLICT if the name is taken.")
     async def update_tag(
@@ -44,7 +45,9 @@ class TagMutations:
         id: TagId,
         input: Annotated[UpdateTagInput, strawberry.argument(description="The changes.")],
     ) -> Tag:
-        row = await info.context.write(tags.update_tag, decode_uuid(id, "Tag"), given_fields(input))
+        row = await info.context.write(
+            tags.update_tag, decode_uuid(id, "Tag"), given_fields(input), input.expected_updated_at
+        )
         return Tag.from_row(row)
 
     @strawberry.mutation(

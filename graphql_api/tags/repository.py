@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from graphql_api.errors import Conflict, NotFound
 from graphql_api.models import TAGS, TASK_TAGS, TASKS, TagFields, utcnow
 from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
 from graphql_api.tasks.repository import task_ordering
-from graphql_api.validation import changes_of, validate
+from graphql_api.validation import changes_of, check_unchanged, validate
 
 TAG_ORDERING = Ordering(
     "tags:name",
@@ -161,9 +162,14 @@ def _lock_live_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapp
 
 
 def update_tag(
-    conn: Connection, user_id: str, tag_id: uuid.UUID, changes: dict[str, Any]
+    conn: Connection,
+    user_id: str,
+    tag_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_updated_at: datetime | None = None,
 ) -> RowMapping:
     current = _lock_live_tag(conn, user_id, tag_id)
+    check_unchanged(current, expected_updated_at)
     values = changes_of(TagFields, dict(current), changes)
     if not values:
         return current

@@ -9,7 +9,7 @@ import strawberry
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.mirror import given_fields, mirror
-from graphql_api.relay import decode_uuid, decode_uuids
+from graphql_api.relay import GuardedUpdate, decode_uuid, decode_uuids
 from graphql_api.tasks import repository as tasks
 from graphql_api.tasks.types import Task
 
@@ -29,7 +29,7 @@ class CreateTaskInput:
     kind="patch",
     description="Changes to a task: absent fields stay as they are; null clears a nullable field.",
 )
-class UpdateTaskInput:
+class UpdateTaskInput(GuardedUpdate):
     pass
 
 
@@ -47,8 +47,10 @@ class TaskMutations:
         info: Info,
         input: Annotated[CreateTaskInput, strawberry.argument(description="The task.")],
     ) -> Task:
-        row = await info.context.write(
+        row = await info.context.create(
+            info,
             tasks.create_task,
+            tasks.get_tasks,
             given_fields(input),
             tag_ids=decode_uuids(input.tag_ids, "Tag"),
             parent_id=None if input.parent_id is None else decode_uuid(input.parent_id, "Task"),
@@ -63,7 +65,10 @@ class TaskMutations:
         input: Annotated[UpdateTaskInput, strawberry.argument(description="The changes.")],
     ) -> Task:
         row = await info.context.write(
-            tasks.update_task, decode_uuid(id, "Task"), given_fields(input)
+            tasks.update_task,
+            decode_uuid(id, "Task"),
+            given_fields(input),
+            input.expected_updated_at,
         )
         return Task.from_row(row)
 

@@ -28,7 +28,7 @@ from graphql_api.models import (
     utcnow,
 )
 from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page
-from graphql_api.validation import changes_of, validate
+from graphql_api.validation import changes_of, check_unchanged, validate
 
 
 class TaskOrderField(enum.Enum):
@@ -325,10 +325,15 @@ def _update(
 
 
 def update_task(
-    conn: Connection, user_id: str, task_id: uuid.UUID, changes: dict[str, Any]
+    conn: Connection,
+    user_id: str,
+    task_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_updated_at: datetime | None = None,
 ) -> RowMapping:
     """Apply a partial update: absent fields stay, `None` clears a nullable field."""
     current = lock_live_task(conn, user_id, task_id)
+    check_unchanged(current, expected_updated_at)
     values = changes_of(TaskFields, dict(current), changes)
     if "completed" in values:
         completed = values.pop("completed")

@@ -12,7 +12,9 @@ from graphql_api import models
 from graphql_api.context import Context, Info
 from graphql_api.errors import Unauthenticated
 from graphql_api.mirror import given_fields, mirror
+from graphql_api.relay import GuardedUpdate
 from graphql_api.users import repository as users
+from graphql_api.users import throttle
 from graphql_api.users.types import AuthPayload, User
 
 
@@ -30,7 +32,7 @@ class SignInInput:
 
 
 @mirror(models.UserFields, kind="patch", description="Changes to your account: absent fields stay.")
-class UpdateMeInput:
+class UpdateMeInput(GuardedUpdate):
     pass
 
 
@@ -69,13 +71,20 @@ class UserMutations:
         input: Annotated[SignInInput, strawberry.argument(description="The credentials.")],
     ) -> AuthPayload:
         context = info.context
-        row = await context.db.read_public(users.find_user_by_email, input.email.strip().lower())
+        settings = context.services.settings
+        email = input.email.strip().lower()
+        attempt = throttle.subjects(settings, email, context.client_address)
+        await context.db.read_public(throttle.check_not_blocked, [s.key for s in attempt])
+        row = await context.db.read_public(users.find_user_by_email, email)
         password_hash = row["password_hash"] if row is not None else None
         verified = await asyncio.to_thread(
             context.services.passwords.verify, password_hash, input.password
         )
         if row is None or not verified:
+            failures = await context.db.write_public(throttle.record_failure, settings, attempt)
+            await asyncio.sleep(throttle.slowdown(settings, failures))
             raise Unauthenticated(WRONG_CREDENTIALS)
+        await context.db.write_public(throttle.clear, attempt)
         return _payload(context, row)
 
     @strawberry.mutation(description="Change your account.")
@@ -84,7 +93,10 @@ class UserMutations:
         info: Info,
         input: Annotated[UpdateMeInput, strawberry.argument(description="The changes.")],
     ) -> User:
-        return User.from_row(await info.context.write(users.update_user, given_fields(input)))
+        row = await info.context.write(
+            users.update_user, given_fields(input), input.expected_updated_at
+        )
+        return User.from_row(row)
 
     @strawberry.mutation(
         description="Delete your account and everything you own, at once. Returns true."

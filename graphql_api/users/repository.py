@@ -4,6 +4,7 @@ sign-up, sign-in and provisioning, which happen before there is a user to scope 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from graphql_api.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from graphql_api.models import EMAIL_MAX, USERS, UserFields, utcnow
-from graphql_api.validation import changes_of, validate
+from graphql_api.validation import changes_of, check_unchanged, validate
 
 
 def normalise_email(email: str) -> str:
@@ -35,8 +36,18 @@ def get_user(conn: Connection, user_id: str) -> RowMapping:
     return row
 
 
-def update_user(conn: Connection, user_id: str, changes: dict[str, Any]) -> RowMapping:
-    current = get_user(conn, user_id)
+def update_user(
+    conn: Connection,
+    user_id: str,
+    changes: dict[str, Any],
+    expected_updated_at: datetime | None = None,
+) -> RowMapping:
+    current = (
+        conn.execute(sa.select(USERS).where(USERS.c.id == user_id).with_for_update())
+        .mappings()
+        .one()
+    )
+    check_unchanged(current, expected_updated_at)
     values = changes_of(UserFields, dict(current), changes)
     if not values:
         return current
