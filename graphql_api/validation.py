@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.engine import RowMapping
 from sqlmodel import SQLModel
 
 from graphql_api.errors import BadUserInput, Conflict, camel_case
@@ -30,7 +30,7 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
         raise BadUserInput(f"`{name}`: {reason}.", field=name) from None
 
 
-def check_unchanged(current: Mapping[str, Any], expected_updated_at: datetime | None) -> None:
+def check_unchanged(current: RowMapping, expected_updated_at: datetime | None) -> None:
     """CONFLICT, with the current values, if the row changed since the client read it."""
     if expected_updated_at is not None and current["updated_at"] != expected_updated_at:
         raise Conflict(

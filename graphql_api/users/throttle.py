@@ -62,7 +62,7 @@ def record_failure(conn: Connection, settings: Settings, subjects: list[Subject]
     highest = 0
     for subject in subjects:
         block = now + timedelta(seconds=settings.sign_in_block_seconds)
-        statement = insert(THROTTLES).values(
+        upsert = insert(THROTTLES).values(
             key=subject.key,
             failures=1,
             window_started_at=now,
@@ -70,7 +70,7 @@ def record_failure(conn: Connection, settings: Settings, subjects: list[Subject]
         )
         expired = THROTTLES.c.window_started_at < window_start
         failures = sa.case((expired, 1), else_=THROTTLES.c.failures + 1)
-        statement = statement.on_conflict_do_update(
+        statement = upsert.on_conflict_do_update(
             index_elements=["key"],
             set_={
                 "failures": failures,
