@@ -15,7 +15,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -33,8 +33,9 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(settings: Settings) -> Engine:
-    """An engine configured for its dialect."""
+def create_engine(settings: Settings, *, request_limits: bool = True) -> Engine:
+    """An engine configured for its dialect. Tools (migrations, seeding) pass
+    `request_limits=False`: the API's statement and lock timeouts are not meant for them."""
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
@@ -44,7 +45,20 @@ def create_engine(settings: Settings) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
+        connect_args={"options": options}
+        if request_limits and (options := _session_options(settings))
+        else {},
     )
+
+
+def _session_options(settings: Settings) -> str:
+    """Server-side limits for every connection of the API (0 leaves PostgreSQL's default)."""
+    limits = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "lock_timeout": settings.db_lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+    }
+    return " ".join(f"-c {name}={value}" for name, value in limits.items() if value)
 
 
 def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
@@ -75,6 +89,30 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+# SQLSTATEs after which trying again later may well succeed.
+TRANSIENT_SQLSTATES = frozenset(
+    {
+        "57014",  # query_canceled: statement_timeout
+        "55P03",  # lock_not_available: lock_timeout
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "25P03",  # idle_in_transaction_session_timeout
+    }
+)
+
+
+def is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """A failure of the moment (timeout, lock, restart) rather than of the request itself."""
+    if exc.connection_invalidated:
+        return True
+    if getattr(exc.orig, "pgcode", None) in TRANSIENT_SQLSTATES:
+        return True
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
 
 
 def is_transaction_control(statement: str) -> bool:
@@ -135,6 +173,7 @@ class RequestDb:
         self.principal = principal
         self._connection: Connection | None = None
         self._user_known = False
+        self._entered = False  # the current transaction got past its first statement
         self._lock = asyncio.Lock()
 
     @property
@@ -176,6 +215,31 @@ class RequestDb:
             )
 
     def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
+        """Run `call`, once more on a fresh connection if the pooled one turns out to be dead
+        (a database restart) and nothing could have been written yet."""
+        for attempt in (1, 2):
+            self._entered = False
+            try:
+                return self._attempt(call, user_id, write)
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    self._discard_connection()
+                    if attempt == 1 and not (write and self._entered):
+                        continue
+                if is_transient(exc):
+                    raise ServiceUnavailable(
+                        "The database is unavailable or busy: retry shortly."
+                    ) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _discard_connection(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with suppress(sa.exc.DBAPIError):
+                connection.close()
+
+    def _attempt(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
         connection = self._connect()
         args = (connection,) if user_id is None else (connection, user_id)
         if write or user_id is None:  # public calls, too, get a transaction of their own
@@ -198,10 +262,13 @@ class RequestDb:
         setting on PostgreSQL), and, once per request, that this user exists."""
         if user_id is None:
             allow_account_lookup(connection)
-            return
-        if self._user_known:
+        elif self._user_known:
             scope_to_user(connection, user_id)
-            return
+        else:
+            self._check_user(connection, user_id, writing=writing)
+        self._entered = True
+
+    def _check_user(self, connection: Connection, user_id: str, *, writing: bool) -> None:
         if not scope_to_user(connection, user_id, check_exists=True):
             principal = self.principal
             assert principal is not None
@@ -226,6 +293,8 @@ class RequestDb:
                 raise ServiceUnavailable(
                     "The service is busy: no database connection is free. Retry shortly."
                 ) from exc
+            except sa.exc.OperationalError as exc:
+                raise ServiceUnavailable("The database is unavailable: retry shortly.") from exc
         return self._connection
 
     async def close(self) -> None:
@@ -233,7 +302,8 @@ class RequestDb:
         if self._connection is not None:
             connection, self._connection = self._connection, None
             async with self._lock:
-                await self._database.run(connection.close)
+                with suppress(sa.exc.DBAPIError):  # a dead connection has nothing to give back
+                    await self._database.run(connection.close)
 
 
 def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = False) -> bool:

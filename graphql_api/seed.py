@@ -37,7 +37,7 @@ DEMO_PASSWORD = "demo-password"  # noqa: S105  (documented, for local exploratio
 
 def token_for(settings: Settings, email: str, *, create: bool) -> str:
     """A token for the user with this email (created without a password if asked)."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, request_limits=False)
     with engine.begin() as conn:
         allow_account_lookup(conn)
         row = users.find_user_by_email(conn, users.normalise_email(email))
@@ -51,7 +51,7 @@ def token_for(settings: Settings, email: str, *, create: bool) -> str:
 
 def seed_demo(settings: Settings) -> bool:
     """A demo user with tags, tasks, subtasks and a conversation, if the database is empty."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, request_limits=False)
     with engine.begin() as conn:
         allow_account_lookup(conn)
         if conn.execute(sa.select(sa.func.count()).select_from(USERS)).scalar_one():
@@ -127,7 +127,7 @@ def seed_bulk(
     completed ones), tags on most tasks, some subtasks, and conversations with messages.
     """
     rng = random.Random(seed)  # noqa: S311  (reproducible data, not secrets)
-    engine = create_engine(settings)
+    engine = create_engine(settings, request_limits=False)
     user_ids: list[str] = []
     with engine.connect() as conn:
         allow_account_lookup(conn)

@@ -28,6 +28,17 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(
         5.0, gt=0, description="Seconds a request waits for a free connection before failing."
     )
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, description="PostgreSQL statement_timeout of the API's connections (0: none)."
+    )
+    db_lock_timeout_ms: int = Field(
+        2000, ge=0, description="PostgreSQL lock_timeout of the API's connections (0: none)."
+    )
+    db_idle_in_transaction_timeout_ms: int = Field(
+        30000,
+        ge=0,
+        description="PostgreSQL idle_in_transaction_session_timeout (0: none).",
+    )
     db_threads: int = Field(
         0,
         ge=0,

@@ -46,7 +46,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     settings = Settings(database_url=_database_url())
-    engine = create_engine(settings)
+    engine = create_engine(settings, request_limits=False)
     with engine.connect() as connection:
         _configure(connection=connection)
         with context.begin_transaction():

@@ -1,0 +1,209 @@
+"""Faults survived: slow statements and held locks time out, an exhausted pool answers at once,
+and a PostgreSQL restart in the middle of a load loses no answered write and applies none twice.
+Each answers SERVICE_UNAVAILABLE, a code that tells the client to retry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from graphql_api.app import create_app
+from graphql_api.cli import migrate
+from graphql_api.db import Database
+from graphql_api.errors import ServiceUnavailable
+from graphql_api.models import TASKS
+from tests import pgcluster
+from tests.conftest import BACKENDS, JWT_SECRET, Backend, make_settings
+from tests.helpers import Api
+
+postgresql_only = pytest.mark.parametrize(
+    "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
+)
+
+
+async def serve(settings: Any) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)
+
+
+@postgresql_only
+def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
+    database = Database(make_settings(backend.app_url))
+    with database.engine.connect() as conn:
+        shown = {
+            name: conn.exec_driver_sql(f"SHOW {name}").scalar()
+            for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+        }
+    database.dispose()
+    assert shown == {
+        "statement_timeout": "5s",
+        "lock_timeout": "2s",
+        "idle_in_transaction_session_timeout": "30s",
+    }
+
+
+@postgresql_only
+async def test_a_statement_past_its_timeout_is_service_unavailable(backend: Backend) -> None:
+    database = Database(make_settings(backend.app_url, db_statement_timeout_ms=200))
+    request = database.request(None)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable):
+            await request.read_public(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 2
+    finally:
+        await request.close()
+        database.dispose()
+
+
+@postgresql_only
+async def test_a_held_lock_times_out_instead_of_hanging(
+    backend: Backend, engine: sa.Engine
+) -> None:
+    async for api in serve(make_settings(backend.app_url, db_lock_timeout_ms=300)):
+        account = await api.sign_up()
+        task = (
+            await api.execute(
+                'mutation { createTask(input: {title: "t"}) { id } }', as_user=account
+            )
+        ).ok()
+        with engine.connect() as holder:  # another session holds the task's row lock
+            holder.execute(sa.select(TASKS).with_for_update())
+            started = time.monotonic()
+            response = await api.execute(
+                'mutation($id: ID!) { updateTask(id: $id, input: {title: "x"}) { id } }',
+                {"id": task["createTask"]["id"]},
+                as_user=account,
+            )
+            holder.rollback()
+        assert response.codes == ["SERVICE_UNAVAILABLE"]
+        assert time.monotonic() - started < 2
+
+
+async def test_an_exhausted_pool_answers_promptly(backend: Backend) -> None:
+    settings = make_settings(
+        backend.app_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3
+    )
+    async for api in serve(settings):
+        account = await api.sign_up()
+        held = api.app.state.services.database.engine.connect()  # the only connection
+        try:
+            started = time.monotonic()
+            response = await api.execute("{ me { id } }", as_user=account)
+            elapsed = time.monotonic() - started
+        finally:
+            held.close()
+        assert response.codes == ["SERVICE_UNAVAILABLE"]
+        assert "retry" in response.errors[0]["message"].lower()
+        assert elapsed < 2
+        assert (await api.execute("{ me { id } }", as_user=account)).ok()  # and it recovers
+
+
+# --- a restart under load --------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster() -> Iterator[pgcluster.Cluster]:
+    if not pgcluster.available():
+        pytest.skip("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    cluster = pgcluster.Cluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def server(cluster: pgcluster.Cluster, tmp_path: Path) -> Iterator[str]:
+    """The API under uvicorn, in a process of its own, on the throwaway cluster."""
+    migrate(make_settings(cluster.url))
+    port = pgcluster._free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": cluster.url,
+        "JWT_SECRET": JWT_SECRET,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "LOG_LEVEL": "WARNING",
+        "DB_POOL_SIZE": "4",
+        "DB_POOL_TIMEOUT": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("wb"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+async def test_a_database_restart_under_load_loses_and_duplicates_nothing(
+    server: str, cluster: pgcluster.Cluster
+) -> None:
+    create = "mutation($t: String!) { createTask(input: {title: $t}) { id title } }"
+    answered: list[str] = []
+    unavailable = 0
+    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+        signed_up = await client.post(
+            "/graphql",
+            json={
+                "query": 'mutation { signUp(input: {email: "load@example.com", password: "password123"}) { token } }'
+            },
+        )
+        headers = {"Authorization": f"Bearer {signed_up.json()['data']['signUp']['token']}"}
+
+        async def writer(worker: int) -> None:
+            nonlocal unavailable
+            for n in range(30):
+                title = f"task-{worker}-{n}"
+                for _ in range(50):  # a client that retries with the same key until answered
+                    try:
+                        response = await client.post(
+                            "/graphql",
+                            json={"query": create, "variables": {"t": title}},
+                            headers={**headers, "Idempotency-Key": title},
+                        )
+                        body = response.json()
+                    except (httpx.HTTPError, ValueError):
+                        body = {}
+                    if body.get("data"):
+                        answered.append(body["data"]["createTask"]["title"])
+                        break
+                    unavailable += 1
+                    await asyncio.sleep(0.1)
+
+        restart = threading.Thread(target=lambda: (time.sleep(0.5), cluster.restart()))
+        restart.start()
+        await asyncio.gather(*(writer(worker) for worker in range(4)))
+        restart.join()
+        ready = await client.get("/readyz")  # the API came back without a restart of its own
+
+    assert ready.status_code == 200
+    assert len(answered) == 120
+    engine = sa.create_engine(cluster.url)
+    with engine.connect() as conn:
+        titles = list(conn.execute(sa.select(TASKS.c.title)).scalars())
+    engine.dispose()
+    assert sorted(titles) == sorted(answered)  # every answered write is there, none twice
