@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, parse
+from graphql import GraphQLError, Visitor, parse, visit
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -18,6 +18,7 @@ from graphql.language import (
     FragmentSpreadNode,
     InlineFragmentNode,
     SelectionSetNode,
+    StringValueNode,
 )
 from strawberry.extensions import (
     DisableIntrospection,
@@ -34,7 +35,7 @@ from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
-from graphql_api.errors import ApiError, NotFound, Unauthenticated
+from graphql_api.errors import ApiError, BadUserInput, NotFound, Unauthenticated
 from graphql_api.limits import cost_limit, directive_limit, fragments_of, selected_operation
 from graphql_api.relay import Node, decode_id, parse_uuid
 from graphql_api.settings import Settings
@@ -137,6 +138,43 @@ class RequireAuthentication(SchemaExtension):
                         errors=[GraphQLError(error.message, extensions=error.extensions)],
                     )
         yield
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class RefuseNulCharacters(SchemaExtension):
+    """Text with NUL characters cannot be stored (PostgreSQL refuses it): refuse it up front,
+    in variables and in literals alike, as the client's mistake it is."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        literals = _string_literals(document) if document is not None else []
+        if execution.result is None and (_has_nul(execution.variables) or _has_nul(literals)):
+            error = BadUserInput("Text may not contain NUL (\\u0000) characters.")
+            execution.result = GraphQLExecutionResult(
+                data=None, errors=[GraphQLError(error.message, extensions=error.extensions)]
+            )
+        yield
+
+
+def _string_literals(document: DocumentNode) -> list[str]:
+    found: list[str] = []
+
+    class Collect(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            found.append(node.value)
+
+    visit(document, Collect())
+    return found
 
 
 def _code_of(error: GraphQLError) -> str:
@@ -246,6 +284,7 @@ def _build_schema(
     extensions: list[Any] = [
         FormatErrors,
         RequireAuthentication,
+        RefuseNulCharacters,
         CachedParser,
         lambda: ValidationCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=max_depth),

@@ -123,3 +123,22 @@ def test_cli_token_mints_a_working_token(
         assert asyncio.run(Tokens(settings).verify(again)).user_id == principal.user_id
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("mutation($t: String!) { createTask(input: {title: $t}) { id } }", {"t": "a\u0000b"}),
+        ('mutation { createTask(input: {title: "a\\u0000b"}) { id } }', None),
+        ("query($s: String) { tasks(filter: {search: $s}) { totalCount } }", {"s": "\u0000"}),
+    ],
+    ids=["variable", "literal", "filter"],
+)
+async def test_nul_characters_are_bad_user_input(
+    api: Api, query: str, variables: dict[str, str] | None
+) -> None:
+    """Found by fuzzing: PostgreSQL cannot store NUL, which used to be an internal error."""
+    account = await api.sign_up()
+    response = await api.execute(query, variables, as_user=account)
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert "NUL" in response.errors[0]["message"]
