@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy graphql_api
 
 schema: $(VENV)/.installed
-	$(BIN)/graphql-api export-schema --output schema.graphql
+	$(BIN)/graphql-api export-schema --output schema.graphql --reference docs/schema.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

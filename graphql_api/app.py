@@ -8,17 +8,21 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.fastapi import GraphQLRouter
 
 from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, get_context
 from graphql_api.db import Database
+from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
 
@@ -26,11 +30,27 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+GRAPHIQL_CDN = "https://unpkg.com"
+GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
+
+
 class ApiRouter(GraphQLRouter[object, None]):
-    """The GraphQL endpoint, answering with orjson (several times faster than `json`)."""
+    """The GraphQL endpoint, answering with orjson (several times faster than `json`), and
+    serving GraphiQL's scripts from this server when they are installed locally."""
+
+    def __init__(self, *args: Any, local_graphiql_assets: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local_graphiql_assets = local_graphiql_assets
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    @property
+    def graphql_ide_html(self) -> str:
+        html = super().graphql_ide_html
+        if self.local_graphiql_assets:
+            html = html.replace(GRAPHIQL_CDN, GRAPHIQL_ASSETS_PATH)
+        return html
 
 
 class RequestIdMiddleware:
@@ -46,6 +66,7 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,20 +76,25 @@ class RequestIdMiddleware:
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; `graphql-api serve` and the tests both start here."""
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     check_production_settings(settings)
     services = Services(
         settings=settings,
         database=Database(settings),
         tokens=Tokens(settings),
         passwords=Passwords(settings),
+        metrics=Metrics(),
     )
+    Metrics.count_statements(services.database.engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -93,8 +119,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         build_schema(settings),
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        local_graphiql_assets=settings.graphiql_assets_dir is not None,
     )
     app.include_router(router, prefix="/graphql")
+    if settings.graphiql_assets_dir is not None:
+        assets = StaticFiles(directory=settings.graphiql_assets_dir, follow_symlink=True)
+        app.mount(GRAPHIQL_ASSETS_PATH, assets, name="graphiql-assets")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -115,6 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(__name__).exception("Readiness check failed")
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    if settings.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus metrics of this process."""
+            return Response(
+                generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST
+            )
 
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""`graphql-api`: serve, migrate, token, seed, export-schema."""
+"""`graphql-api`: serve, migrate, token, seed, export-schema, schema-diff."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the app configures logging (request ids, JSON) for everything
         access_log=args.access_log,
     )
 
@@ -75,6 +76,7 @@ def _seed(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _export_schema(args: argparse.Namespace, _: Settings) -> None:
+    from graphql_api.reference import schema_reference
     from graphql_api.schema import schema
 
     sdl = schema.as_str() + "\n"
@@ -82,6 +84,40 @@ def _export_schema(args: argparse.Namespace, _: Settings) -> None:
         sys.stdout.write(sdl)
     else:
         Path(args.output).write_text(sdl)
+    if args.reference:
+        Path(args.reference).write_text(schema_reference(schema._schema))
+
+
+def schema_changes(old_sdl: str, new_sdl: str) -> tuple[list[str], list[str]]:
+    """(breaking, dangerous) changes from one SDL to the next, as graphql-core finds them."""
+    from graphql import build_schema, find_breaking_changes, find_dangerous_changes
+
+    old, new = build_schema(old_sdl), build_schema(new_sdl)
+    breaking = [f"{c.type.name}: {c.description}" for c in find_breaking_changes(old, new)]
+    dangerous = [f"{c.type.name}: {c.description}" for c in find_dangerous_changes(old, new)]
+    return breaking, dangerous
+
+
+def _schema_diff(args: argparse.Namespace, _: Settings) -> None:
+    import subprocess
+
+    shown = subprocess.run(  # noqa: S603  (git with a revision name: a developer's own input)
+        ["git", "show", f"{args.against}:schema.graphql"],  # noqa: S607
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if shown.returncode != 0:
+        print(f"No schema.graphql at {args.against}: nothing to compare.")
+        return
+    breaking, dangerous = schema_changes(shown.stdout, Path(args.schema).read_text())
+    for title, changes in (("Breaking", breaking), ("Dangerous", dangerous)):
+        print(f"{title} changes since {args.against}: {len(changes)}")
+        for change in changes:
+            print(f"  - {change}")
+    if breaking and args.strict:
+        raise SystemExit(1)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,7 +149,16 @@ def parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export-schema", help="write the schema as SDL")
     export.add_argument("--output", default="schema.graphql", help="a path, or - for stdout")
+    export.add_argument("--reference", metavar="PATH", help="also write the Markdown reference")
     export.set_defaults(run=_export_schema)
+
+    diff = commands.add_parser(
+        "schema-diff", help="list breaking changes of schema.graphql since a git revision"
+    )
+    diff.add_argument("--against", default="HEAD~1", help="the revision to compare with")
+    diff.add_argument("--schema", default=str(PROJECT_ROOT / "schema.graphql"))
+    diff.add_argument("--strict", action="store_true", help="exit 1 on breaking changes")
+    diff.set_defaults(run=_schema_diff)
     return root
 
 

@@ -17,6 +17,7 @@ from graphql_api.auth import Passwords, Tokens, bearer_token
 from graphql_api.db import Database, Principal
 from graphql_api.errors import Unauthenticated
 from graphql_api.loaders import Loaders
+from graphql_api.observability import Metrics
 from graphql_api.settings import Settings
 
 P = ParamSpec("P")
@@ -31,6 +32,7 @@ class Services:
     database: Database
     tokens: Tokens
     passwords: Passwords
+    metrics: Metrics
 
 
 class Context(BaseContext):

@@ -12,6 +12,7 @@ answers, so a mutation is all or nothing and an answered mutation is durable.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -134,8 +135,11 @@ class Database:
         return RequestDb(self, principal)
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Run blocking `fn` in a database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """Run blocking `fn` in a database thread (with the caller's context: its request id)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(context.run, fn)
+        )
 
     def dispose(self) -> None:
         self._executor.shutdown(wait=True)
@@ -174,6 +178,7 @@ class RequestDb:
         self._connection: Connection | None = None
         self._user_known = False
         self._entered = False  # the current transaction got past its first statement
+        self._statements = [0]  # counted by a listener on the engine (observability)
         self._lock = asyncio.Lock()
 
     @property
@@ -233,9 +238,15 @@ class RequestDb:
                 raise
         raise AssertionError("unreachable")
 
+    @property
+    def statements(self) -> int:
+        """SQL statements this request has sent so far."""
+        return self._statements[0]
+
     def _discard_connection(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
+            connection.info.pop("statement_counter", None)
             with suppress(sa.exc.DBAPIError):
                 connection.close()
 
@@ -289,6 +300,7 @@ class RequestDb:
         if self._connection is None:
             try:
                 self._connection = self._database.engine.connect()
+                self._connection.info["statement_counter"] = self._statements
             except sa.exc.TimeoutError as exc:
                 raise ServiceUnavailable(
                     "The service is busy: no database connection is free. Retry shortly."
@@ -301,6 +313,7 @@ class RequestDb:
         """Give the connection back (an open read transaction is rolled back)."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
+            connection.info.pop("statement_counter", None)
             async with self._lock:
                 with suppress(sa.exc.DBAPIError):  # a dead connection has nothing to give back
                     await self._database.run(connection.close)

@@ -30,7 +30,12 @@ from graphql import (
     value_from_ast_untyped,
 )
 from graphql.language import DirectiveNode
-from strawberry.extensions import AddValidationRules, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 
 from graphql_api.pagination import DEFAULT_PAGE_SIZE
 
@@ -38,7 +43,7 @@ ASSUMED_LIST_SIZE = 5
 """How many items a list without `first`/`last` (task.tags, task.subtasks) is assumed to hold."""
 
 
-def directive_limit(max_directives: int) -> Callable[[], SchemaExtension]:
+def directive_limit(max_directives: int) -> type[ValidationRule]:
     """A validation rule refusing documents with more than `max_directives` directives."""
 
     class MaxDirectives(ValidationRule):
@@ -57,7 +62,24 @@ def directive_limit(max_directives: int) -> Callable[[], SchemaExtension]:
                     )
                 )
 
-    return lambda: AddValidationRules([MaxDirectives])
+    return MaxDirectives
+
+
+def validation_limits(
+    *, max_depth: int, max_aliases: int, max_directives: int
+) -> Callable[[], SchemaExtension]:
+    """One extension adding the depth, alias and directive rules to validation.
+
+    The rule classes are made once: validation results are cached with the rules as part of
+    the key, and Strawberry's limiters make a new rule class per instance, which would turn
+    every request into a cache miss (measured: about a third of the CPU of a request).
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+        directive_limit(max_directives),
+    ]
+    return lambda: AddValidationRules(rules)
 
 
 def _is_list(graphql_type: Any) -> bool:

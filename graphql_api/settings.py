@@ -47,7 +47,8 @@ class Settings(BaseSettings):
 
     jwt_secret: str | None = Field(
         None,
-        description="HS256 key for built-in tokens. Generated per process in development if unset.",
+        description="HS256 key for built-in tokens. Unset in development: generated once "
+        "and kept in `.jwt-secret`.",
     )
     token_issuer: str = Field("graphql-api", description="`iss` of built-in tokens.")
     jwt_lifetime_seconds: int = Field(
@@ -100,6 +101,11 @@ class Settings(BaseSettings):
         description="Serve the GraphiQL IDE on GET /graphql. Unset: on in development, "
         "off in production.",
     )
+    graphiql_assets_dir: str | None = Field(
+        None,
+        description="Serve GraphiQL's scripts from this folder (laid out like unpkg.com: "
+        "`graphiql@3.8.3/...`) instead of unpkg.com, for machines without internet access.",
+    )
     introspection: bool = Field(
         True, description="Answer introspection (client code generators need it)."
     )
@@ -117,6 +123,10 @@ class Settings(BaseSettings):
         256 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per log line, for log collectors."
+    )
+    metrics: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -60,6 +60,7 @@ class Api:
         token: str | None = None,
         as_user: Account | None = None,
         headers: dict[str, str] | None = None,
+        operation_name: str | None = None,
     ) -> Response:
         headers = dict(headers or {})
         token = token or (as_user.token if as_user else None)
@@ -68,6 +69,8 @@ class Api:
         payload: dict[str, Any] = {"query": query}
         if variables is not None:
             payload["variables"] = variables
+        if operation_name is not None:
+            payload["operationName"] = operation_name
         response = await self.client.post("/graphql", json=payload, headers=headers)
         return Response(response.status_code, response.json())
 

@@ -39,6 +39,15 @@ def test_committed_schema_matches_the_code() -> None:
     )
 
 
+def test_committed_reference_matches_the_code() -> None:
+    from graphql_api.reference import schema_reference
+
+    committed = (PROJECT_ROOT / "docs" / "schema.md").read_text()
+    assert committed == schema_reference(schema._schema), (
+        "docs/schema.md is stale: run `graphql-api export-schema --reference docs/schema.md`"
+    )
+
+
 def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
     from graphql_api.cli import main
 
@@ -117,3 +126,11 @@ def test_the_password_hash_never_reaches_the_schema() -> None:
     sdl = schema.as_str()
     assert "password_hash" not in sdl
     assert "passwordHash" not in sdl
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from graphql_api.settings import Settings
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []

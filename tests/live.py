@@ -1,0 +1,98 @@
+"""Helpers for tests that need the API as a real server, or tools from npm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from graphql_api.cli import PROJECT_ROOT, migrate
+from tests.conftest import JWT_SECRET, make_settings
+
+NODE_WORK = PROJECT_ROOT / "tests" / ".work"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(database_url: str, log: Path, **env: str) -> Iterator[str]:
+    """The API under uvicorn, in a process of its own; yields its base URL."""
+    migrate(make_settings(database_url))
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": JWT_SECRET,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def sign_up(base: str, email: str) -> str:
+    response = httpx.post(
+        f"{base}/graphql",
+        json={
+            "query": 'mutation($e: String!) { signUp(input: {email: $e, password: "password123"}) { token } }',
+            "variables": {"e": email},
+        },
+    )
+    token: str = response.json()["data"]["signUp"]["token"]
+    return token
+
+
+def npm_available() -> bool:
+    return shutil.which("npm") is not None and shutil.which("node") is not None
+
+
+def npm_install(name: str, packages: list[str]) -> Path:
+    """`npm install` into tests/.work/<name> (not committed; reused while `packages` stay)."""
+    folder = NODE_WORK / name
+    wanted = json.dumps(sorted(packages))
+    marker = folder / ".installed"
+    if not marker.exists() or marker.read_text() != wanted:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_text('{"private": true}')
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        marker.write_text(wanted)
+    return folder
