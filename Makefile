@@ -31,7 +31,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check graphql_api tests
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy graphql_api
 
 schema: $(VENV)/.installed

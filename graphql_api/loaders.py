@@ -9,7 +9,7 @@ With `batch=False` (the benchmark's naive mode) each key costs a statement of it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
@@ -21,7 +21,6 @@ from graphql_api.pagination import Page, PageArgs
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
 
-K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
@@ -87,9 +86,3 @@ class Loaders:
         return self._paged_loader(
             "messages_by_conversation", conversations.messages_of_conversations, page
         )
-
-
-async def load_all(loader: DataLoader[K, V], keys: Iterable[K]) -> list[V]:
-    """`load_many` with a precise type."""
-    result: list[V] = await loader.load_many(list(keys))
-    return result

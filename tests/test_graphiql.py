@@ -22,6 +22,7 @@ from graphql_api.cli import PROJECT_ROOT
 from tests import live
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The README's picture; refreshed when UPDATE_SCREENSHOT=1 (by default it goes to a tmp path).
 SCREENSHOT = PROJECT_ROOT / "docs" / "graphiql.png"
 QUERY = "{\n  tasks(first: 5) {\n    totalCount\n    nodes { title priority dueDate }\n  }\n}"
 CHROMIUM_ARGS = [
@@ -97,7 +98,7 @@ def run_in_graphiql(base: str, headers: str | None, screenshot: Path | None = No
         return text
 
 
-def test_graphiql_lists_the_users_tasks_with_a_bearer_token(server: str) -> None:
+def test_graphiql_lists_the_users_tasks_with_a_bearer_token(server: str, tmp_path: Path) -> None:
     token = live.sign_up(server, "graphiql@example.com")
     for title in ("Write the report", "Call the bank"):
         httpx.post(
@@ -108,7 +109,9 @@ def test_graphiql_lists_the_users_tasks_with_a_bearer_token(server: str) -> None
             },
             headers={"Authorization": f"Bearer {token}"},
         ).raise_for_status()
-    text = run_in_graphiql(server, f'{{"Authorization": "Bearer {token}"}}', screenshot=SCREENSHOT)
+    screenshot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "graphiql.png"
+    text = run_in_graphiql(server, f'{{"Authorization": "Bearer {token}"}}', screenshot=screenshot)
+    assert screenshot.stat().st_size > 10_000
     assert "Write the report" in text
     assert "Call the bank" in text
     assert '"totalCount": 2' in text
