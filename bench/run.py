@@ -350,7 +350,10 @@ def baseline_checkout(revision: str) -> Path:
     path = WORK / f"baseline-{commit}"
     if not path.exists():
         subprocess.run(
-            ["git", "worktree", "add", "--detach", str(path), commit], cwd=ROOT, check=True
+            ["git", "worktree", "add", "--detach", str(path), commit],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
     return path
 
