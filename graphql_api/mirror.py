@@ -18,6 +18,8 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import RowMapping
 from sqlmodel import SQLModel
 
+from graphql_api.relay import encode_id
+
 C = TypeVar("C", bound=type)
 Kind = Literal["output", "input", "patch"]
 
@@ -77,6 +79,16 @@ def mirror(
 def mirrored_values(cls: type, row: RowMapping) -> dict[str, Any]:
     """The mirrored columns of a row, as keyword arguments for the Strawberry type `cls`."""
     return {name: row[name] for name in cls.__mirrored_columns__}  # type: ignore[attr-defined]
+
+
+def node_values(cls: type, row: RowMapping) -> dict[str, Any]:
+    """Keyword arguments for an entity type from its row: the opaque global `id` (named after
+    the type), the raw id kept private as `row_id`, and the mirrored columns."""
+    return {
+        "id": encode_id(cls.__name__, row["id"]),
+        "row_id": row["id"],
+        **mirrored_values(cls, row),
+    }
 
 
 def given_fields(value: object) -> dict[str, Any]:

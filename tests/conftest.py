@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from graphql_api.app import create_app
 from graphql_api.cli import migrate
 from graphql_api.settings import Settings
-from tests.helpers import Api
+from tests.helpers import Api, serve
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
@@ -54,6 +54,24 @@ class Backend:
     name: str
     url: str  # the owner's connection: migrations, arranging and inspecting rows
     app_url: str  # the API's connection
+
+
+@contextmanager
+def throwaway_postgresql_database(prefix: str) -> Iterator[str]:
+    """An empty database of its own on TEST_DATABASE_URL's server, dropped afterwards."""
+    assert TEST_DATABASE_URL
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+        )
+    finally:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +142,5 @@ def engine(backend: Backend) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+    async with serve(settings) as running:
+        yield running

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,3 +123,15 @@ def user_tables() -> list[sa.Table]:
 
 def owner_column(table: sa.Table) -> sa.Column[str]:
     return table.c.id if table.name == "users" else table.c.user_id
+
+
+@asynccontextmanager
+async def serve(settings: Any) -> AsyncIterator[Api]:
+    """An app built from `settings`, running (lifespan included), reached over ASGI HTTP."""
+    from graphql_api.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.live import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -23,12 +24,6 @@ def available() -> bool:
     return _bin_dir() is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Cluster:
     def __init__(self) -> None:
         bin_dir = _bin_dir()
@@ -37,7 +32,7 @@ class Cluster:
         # A directory of its own: the server's user must be able to reach it.
         self.root = Path(tempfile.mkdtemp(prefix="graphql-api-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         # initdb refuses to run as root: run the server as the `postgres` system user then.
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:

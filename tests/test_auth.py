@@ -14,15 +14,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from graphql_api.app import create_app
 from graphql_api.settings import Settings
 from tests.conftest import JWT_SECRET, Backend, make_settings
-from tests.helpers import Api, user_tables
+from tests.helpers import Api, serve, user_tables
 
 ME = "{ me { id email name } }"
 
@@ -296,11 +294,8 @@ async def external_api(backend: Backend, provider: Provider) -> Any:
         jwt_audience="todo-api",
         jwks_min_refetch_seconds=60,
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+    async with serve(settings) as api:
+        yield api
 
 
 @pytest.mark.parametrize("kid", ["ed-1", "rsa-1"])

@@ -124,32 +124,25 @@ generates:
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
 
+def run_python_client(server: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "python_client.py"),
+            f"{server}/graphql",
+            "python-client@example.com",
+            "password123",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_the_python_client_example_runs_against_the_live_server(server: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "python_client.py"),
-            f"{server}/graphql",
-            "python-client@example.com",
-            "password123",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "created 'Try the Python client' (HIGH" in result.stdout
-    assert "1 open tasks: Try the Python client" in result.stdout
-    again = subprocess.run(  # a second run signs in to the same account
-        [
-            sys.executable,
-            str(EXAMPLES / "python_client.py"),
-            f"{server}/graphql",
-            "python-client@example.com",
-            "password123",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    first = run_python_client(server)
+    assert first.returncode == 0, first.stderr
+    assert "created 'Try the Python client' (HIGH" in first.stdout
+    assert "1 open tasks: Try the Python client" in first.stdout
+    again = run_python_client(server)  # signs in to the account the first run made
     assert "2 open tasks" in again.stdout, again.stderr

@@ -5,39 +5,25 @@ Each answers SERVICE_UNAVAILABLE, a code that tells the client to retry."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from graphql_api.app import create_app
-from graphql_api.cli import migrate
 from graphql_api.db import Database
 from graphql_api.errors import ServiceUnavailable
 from graphql_api.models import TASKS
-from tests import pgcluster
-from tests.conftest import BACKENDS, JWT_SECRET, Backend, make_settings
-from tests.helpers import Api
+from tests import live, pgcluster
+from tests.conftest import BACKENDS, Backend, make_settings
+from tests.helpers import serve
 
 postgresql_only = pytest.mark.parametrize(
     "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
 )
-
-
-async def serve(settings: Any) -> AsyncIterator[Api]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
 
 
 @postgresql_only
@@ -74,7 +60,7 @@ async def test_a_statement_past_its_timeout_is_service_unavailable(backend: Back
 async def test_a_held_lock_times_out_instead_of_hanging(
     backend: Backend, engine: sa.Engine
 ) -> None:
-    async for api in serve(make_settings(backend.app_url, db_lock_timeout_ms=300)):
+    async with serve(make_settings(backend.app_url, db_lock_timeout_ms=300)) as api:
         account = await api.sign_up()
         task = (
             await api.execute(
@@ -98,7 +84,7 @@ async def test_an_exhausted_pool_answers_promptly(backend: Backend) -> None:
     settings = make_settings(
         backend.app_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3
     )
-    async for api in serve(settings):
+    async with serve(settings) as api:
         account = await api.sign_up()
         held = api.app.state.services.database.engine.connect()  # the only connection
         try:
@@ -129,34 +115,9 @@ def cluster() -> Iterator[pgcluster.Cluster]:
 @pytest.fixture
 def server(cluster: pgcluster.Cluster, tmp_path: Path) -> Iterator[str]:
     """The API under uvicorn, in a process of its own, on the throwaway cluster."""
-    migrate(make_settings(cluster.url))
-    port = pgcluster._free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": cluster.url,
-        "JWT_SECRET": JWT_SECRET,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "64",
-        "LOG_LEVEL": "WARNING",
-        "DB_POOL_SIZE": "4",
-        "DB_POOL_TIMEOUT": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
+    log = tmp_path / "server.log"
+    with live.running_server(cluster.url, log, DB_POOL_SIZE="4", DB_POOL_TIMEOUT="1") as base:
+        yield base
 
 
 async def test_a_database_restart_under_load_loses_and_duplicates_nothing(

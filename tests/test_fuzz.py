@@ -9,93 +9,52 @@ runs many more.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
-from graphql_api.cli import PROJECT_ROOT, migrate
-from tests import pgcluster
-from tests.conftest import JWT_SECRET, TEST_DATABASE_URL, make_settings
+from graphql_api.cli import PROJECT_ROOT
+from tests import live
+from tests.conftest import TEST_DATABASE_URL, throwaway_postgresql_database
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 schema = schemathesis.graphql.from_path(PROJECT_ROOT / "schema.graphql")
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of the fuzzer's own: PostgreSQL when the suite has one (it is the stricter
-    of the two), else a SQLite file."""
-    if not TEST_DATABASE_URL:
-        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
-        return
-    name = f"fuzz_{uuid.uuid4().hex[:12]}"
-    server = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    with server.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    server.dispose()
-
-
-@pytest.fixture(scope="module")
-def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """The API under uvicorn, and a token of a user with some data."""
-    folder = tmp_path_factory.mktemp("fuzz-server")
-    url = database
-    migrate(make_settings(url))
-    port = pgcluster._free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "JWT_SECRET": JWT_SECRET,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "64",
-        "LOG_LEVEL": "CRITICAL",
-        "SIGN_IN_SLOWDOWN_SECONDS": "0",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(folder / "server.log").open("wb"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    signed_up = httpx.post(
-        f"{base}/graphql",
-        json={
-            "query": 'mutation { signUp(input: {email: "fuzz@example.com", password: "password123"}) { token } }'
-        },
-    ).json()
-    token = signed_up["data"]["signUp"]["token"]
-    for query in (
-        'mutation { createTag(input: {name: "seed"}) { id } }',
-        'mutation { createTask(input: {title: "seed"}) { id } }',
-        "mutation { createConversation(input: {}) { id } }",
-    ):
-        httpx.post(
-            f"{base}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The API under uvicorn, and a token of a user with some data. On PostgreSQL when the
+    suite has one (the stricter of the two databases), else on a SQLite file."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    with ExitStack() as stack:
+        url = (
+            stack.enter_context(throwaway_postgresql_database("fuzz"))
+            if TEST_DATABASE_URL
+            else f"sqlite:///{folder / 'fuzz.db'}"
         )
-    yield f"{base}/graphql", token
-    process.terminate()
-    process.wait(10)
-    log = (folder / "server.log").read_text()
-    assert "Traceback" not in log, log[-3000:]
+        log = folder / "server.log"
+        base = stack.enter_context(
+            live.running_server(url, log, LOG_LEVEL="ERROR", SIGN_IN_SLOWDOWN_SECONDS="0")
+        )
+        token = live.sign_up(base, "fuzz@example.com")
+        for query in (
+            'mutation { createTag(input: {name: "seed"}) { id } }',
+            'mutation { createTask(input: {title: "seed"}) { id } }',
+            "mutation { createConversation(input: {}) { id } }",
+        ):
+            httpx.post(
+                f"{base}/graphql",
+                json={"query": query},
+                headers={"Authorization": f"Bearer {token}"},
+            ).raise_for_status()
+        yield f"{base}/graphql", token
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 @schema.parametrize()

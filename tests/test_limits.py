@@ -6,15 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from graphql import OperationDefinitionNode, get_introspection_query, parse
 
-from graphql_api.app import create_app
 from graphql_api.cli import PROJECT_ROOT
 from graphql_api.settings import Settings
 from tests.conftest import Backend, make_settings
-from tests.helpers import Account, Api
+from tests.helpers import Account, Api, serve
 
 LIMITS = {
     "max_depth": 4,
@@ -28,11 +26,8 @@ LIMITS = {
 
 @pytest.fixture
 async def limited(backend: Backend) -> AsyncIterator[Api]:
-    app = create_app(make_settings(backend.app_url, **LIMITS))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+    async with serve(make_settings(backend.app_url, **LIMITS)) as api:
+        yield api
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 from graphql_api.cli import PROJECT_ROOT
 from graphql_api.models import TAGS, TASK_TAGS, TASKS, USERS, utcnow
-from tests.conftest import BACKENDS, TEST_DATABASE_URL, Backend
+from tests.conftest import BACKENDS, Backend, throwaway_postgresql_database
 
 
 @pytest.fixture(params=BACKENDS)
@@ -26,15 +26,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: object) -> Iterator
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/migrations.db"
         return
-    assert TEST_DATABASE_URL
-    name = f"migrations_{uuid.uuid4().hex[:12]}"
-    server = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    with server.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    server.dispose()
+    with throwaway_postgresql_database("migrations") as url:
+        yield url
 
 
 def alembic_config(url: str) -> Config:

@@ -4,27 +4,17 @@ way to verify tokens."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import httpx
 import pytest
 
 from graphql_api.app import create_app
 from tests.conftest import Backend, make_settings
-from tests.helpers import Api
-
-
-async def serve(backend: Backend, **settings: Any) -> AsyncIterator[Api]:
-    app = create_app(make_settings(backend.app_url, **settings))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+from tests.helpers import Api, serve
 
 
 @pytest.fixture
 async def production(backend: Backend) -> AsyncIterator[Api]:
-    async for api in serve(backend, environment="production"):
+    async with serve(make_settings(backend.app_url, environment="production")) as api:
         yield api
 
 
@@ -41,7 +31,8 @@ async def test_introspection_stays_on_by_default_in_production(production: Api) 
 
 
 async def test_introspection_can_be_switched_off(backend: Backend) -> None:
-    async for api in serve(backend, environment="production", introspection=False):
+    settings = make_settings(backend.app_url, environment="production", introspection=False)
+    async with serve(settings) as api:
         response = await api.execute("{ __schema { queryType { name } } }")
         assert response.data is None
         assert "introspection" in response.errors[0]["message"].lower()
@@ -49,9 +40,10 @@ async def test_introspection_can_be_switched_off(backend: Backend) -> None:
 
 async def test_graphiql_is_off_in_production_unless_asked(backend: Backend) -> None:
     html = {"Accept": "text/html"}
-    async for api in serve(backend, environment="production"):
+    async with serve(make_settings(backend.app_url, environment="production")) as api:
         assert (await api.client.get("/graphql", headers=html)).status_code == 404
-    async for api in serve(backend, environment="production", graphiql=True):
+    settings = make_settings(backend.app_url, environment="production", graphiql=True)
+    async with serve(settings) as api:
         assert (await api.client.get("/graphql", headers=html)).status_code == 200
 
 

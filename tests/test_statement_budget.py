@@ -37,7 +37,7 @@ from graphql_api.models import (
 )
 from graphql_api.relay import encode_id
 from graphql_api.schema import schema
-from tests.helpers import Account, Api
+from tests.helpers import Account, Api, serve
 
 OPERATIONS = PROJECT_ROOT / "bench" / "operations"
 
@@ -175,20 +175,14 @@ async def test_without_loaders_the_same_operation_costs_a_statement_per_row(
     backend: Any, engine: sa.Engine
 ) -> None:
     """The naive path (benchmark only) shows what the loaders buy: N+1 grows with rows."""
-    import httpx
 
-    from graphql_api.app import create_app
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(backend.app_url, use_dataloaders=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            naive = Api(client, app)
-            account = await naive.sign_up()
-            seed_world(engine, user_row_id(account), 10)
-            with naive.count_statements() as counter:
-                (await naive.execute(operation("task_list"), {"first": 10}, as_user=account)).ok()
+    async with serve(make_settings(backend.app_url, use_dataloaders=False)) as naive:
+        account = await naive.sign_up()
+        seed_world(engine, user_row_id(account), 10)
+        with naive.count_statements() as counter:
+            (await naive.execute(operation("task_list"), {"first": 10}, as_user=account)).ok()
     assert counter.count == 1 + 2 + 10 + 10 + 100  # page+count, tags and subtasks per task, ...
 
 

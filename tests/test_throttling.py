@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from graphql_api.app import create_app
 from graphql_api.users.throttle import slowdown
 from tests.conftest import Backend, make_settings
-from tests.helpers import Api, Response
+from tests.helpers import Api, Response, serve
 
 SIGN_IN = (
     "mutation($e: String!, $p: String!) { signIn(input: {email: $e, password: $p}) { token } }"
@@ -19,24 +17,16 @@ SIGN_IN = (
 LIMITS = {"sign_in_max_failures_per_email": 3, "sign_in_max_failures_per_address": 5}
 
 
-async def _serve(backend: Backend) -> AsyncIterator[Api]:
-    app = create_app(make_settings(backend.app_url, **LIMITS))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
-
-
 @pytest.fixture
 async def worker_a(backend: Backend) -> AsyncIterator[Api]:
-    async for api in _serve(backend):
+    async with serve(make_settings(backend.app_url, **LIMITS)) as api:
         yield api
 
 
 @pytest.fixture
 async def worker_b(backend: Backend) -> AsyncIterator[Api]:
     """A second, independent app on the same database: another worker process."""
-    async for api in _serve(backend):
+    async with serve(make_settings(backend.app_url, **LIMITS)) as api:
         yield api
 
 

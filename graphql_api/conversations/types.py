@@ -10,7 +10,7 @@ from sqlalchemy.engine import RowMapping
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.errors import NotFound
-from graphql_api.mirror import describe_enum, mirror, mirrored_values
+from graphql_api.mirror import describe_enum, mirror, node_values
 from graphql_api.relay import (
     After,
     Before,
@@ -18,7 +18,6 @@ from graphql_api.relay import (
     First,
     Last,
     Node,
-    encode_id,
     page_args,
     to_connection,
 )
@@ -45,11 +44,7 @@ class Conversation(Node):
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Conversation:
-        return cls(
-            id=encode_id("Conversation", row["id"]),
-            row_id=row["id"],
-            **mirrored_values(cls, row),
-        )
+        return cls(**node_values(cls, row))
 
     @strawberry.field(
         description="The messages, oldest first. Ask `last: N` for the N most recent."
@@ -82,12 +77,7 @@ class Message(Node):
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Message:
-        return cls(
-            id=encode_id("Message", row["id"]),
-            row_id=row["id"],
-            conversation_id=row["conversation_id"],
-            **mirrored_values(cls, row),
-        )
+        return cls(conversation_id=row["conversation_id"], **node_values(cls, row))
 
     @strawberry.field(description="The conversation this message belongs to.")
     async def conversation(self, info: Info) -> Conversation:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import mirror, mirrored_values
+from graphql_api.mirror import mirror, node_values
 from graphql_api.relay import (
     After,
     Before,
@@ -18,7 +18,6 @@ from graphql_api.relay import (
     First,
     Last,
     Node,
-    encode_id,
     page_args,
     to_connection,
 )
@@ -40,7 +39,7 @@ class Tag(Node):
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Tag:
-        return cls(id=encode_id("Tag", row["id"]), row_id=row["id"], **mirrored_values(cls, row))
+        return cls(**node_values(cls, row))
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")
     async def tasks(

@@ -12,8 +12,8 @@ from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import describe_enum, mirror, mirrored_values
-from graphql_api.relay import Node, encode_id
+from graphql_api.mirror import describe_enum, mirror, node_values
+from graphql_api.relay import Node
 from graphql_api.tags import repository as tags_repository
 from graphql_api.tags import types as tag_types
 from graphql_api.tasks.repository import TaskCounts, TaskOrderField
@@ -68,12 +68,7 @@ class Task(Node):
     def from_row(cls, row: RowMapping) -> Task:
         due_date: datetime | None = row["due_date"]
         overdue = not row["completed"] and due_date is not None and due_date < models.utcnow()
-        return cls(
-            id=encode_id("Task", row["id"]),
-            row_id=row["id"],
-            is_overdue=overdue,
-            **mirrored_values(cls, row),
-        )
+        return cls(is_overdue=overdue, **node_values(cls, row))
 
     @strawberry.field(description="The live tags on this task, by name.")
     async def tags(

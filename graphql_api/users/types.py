@@ -8,8 +8,8 @@ from sqlalchemy.engine import RowMapping
 from graphql_api import models
 from graphql_api.conversations.queries import resolve_conversations
 from graphql_api.conversations.types import Conversation
-from graphql_api.mirror import mirror, mirrored_values
-from graphql_api.relay import Connection, Node, encode_id
+from graphql_api.mirror import mirror, node_values
+from graphql_api.relay import Connection, Node
 from graphql_api.tags.queries import resolve_tags
 from graphql_api.tags.types import Tag
 from graphql_api.tasks.queries import resolve_tasks
@@ -24,9 +24,11 @@ from graphql_api.tasks.types import Task
     },
 )
 class User(Node):
+    row_id: strawberry.Private[str]
+
     @classmethod
     def from_row(cls, row: RowMapping) -> User:
-        return cls(id=encode_id("User", row["id"]), **mirrored_values(cls, row))
+        return cls(**node_values(cls, row))
 
     tasks: Connection[Task] = strawberry.field(
         resolver=resolve_tasks, description="Your tasks: the same list as the root `tasks`."
