@@ -17,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 
 from graphql_api.conversations import repository as conversations
 from graphql_api.db import RequestDb
+from graphql_api.errors import NotFound
 from graphql_api.pagination import Page, PageArgs
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
@@ -86,3 +87,13 @@ class Loaders:
         return self._paged_loader(
             "messages_by_conversation", conversations.messages_of_conversations, page
         )
+
+
+async def load_existing(
+    loader: DataLoader[Any, RowMapping | None], key: Any, what: str
+) -> RowMapping:
+    """The row `loader` finds for `key`; NOT_FOUND (missing, or another user's) otherwise."""
+    row = await loader.load(key)
+    if row is None:
+        raise NotFound(what)
+    return row

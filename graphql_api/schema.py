@@ -35,6 +35,7 @@ from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
 from graphql_api.errors import ApiError, BadUserInput, NotFound, Unauthenticated
 from graphql_api.limits import cost_limit, fragments_of, selected_operation, validation_limits
+from graphql_api.loaders import load_existing
 from graphql_api.observability import MetricsExtension
 from graphql_api.relay import Node, decode_id, parse_uuid
 from graphql_api.settings import Settings
@@ -71,10 +72,7 @@ async def _load_node(info: Info, type_name: str, raw_id: str) -> Node:
     if type_name not in by_type:
         raise NotFound("Object")
     loader, make = by_type[type_name]
-    row = await loader.load(parse_uuid(raw_id, type_name))
-    if row is None:
-        raise NotFound(type_name)
-    node: Node = make(row)
+    node: Node = make(await load_existing(loader, parse_uuid(raw_id, type_name), type_name))
     return node
 
 

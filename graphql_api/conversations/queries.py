@@ -9,7 +9,7 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.conversations import repository as conversations
 from graphql_api.conversations.types import Conversation
-from graphql_api.errors import NotFound
+from graphql_api.loaders import load_existing
 from graphql_api.relay import (
     After,
     Before,
@@ -48,10 +48,10 @@ class ConversationQueries:
             strawberry.ID, strawberry.argument(description="The conversation's global ID.")
         ],
     ) -> Conversation | None:
-        row = await info.context.loaders.conversation_by_id.load(decode_uuid(id, "Conversation"))
-        if row is None:
-            raise NotFound("Conversation")
-        return Conversation.from_row(row)
+        loader = info.context.loaders.conversation_by_id
+        return Conversation.from_row(
+            await load_existing(loader, decode_uuid(id, "Conversation"), "Conversation")
+        )
 
     conversations: Connection[Conversation] = strawberry.field(
         resolver=resolve_conversations,

@@ -9,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.errors import NotFound
+from graphql_api.loaders import load_existing
 from graphql_api.mirror import describe_enum, mirror, node_values
 from graphql_api.relay import (
     After,
@@ -81,7 +81,7 @@ class Message(Node):
 
     @strawberry.field(description="The conversation this message belongs to.")
     async def conversation(self, info: Info) -> Conversation:
-        row = await info.context.loaders.conversation_by_id.load(self.conversation_id)
-        if row is None:
-            raise NotFound("Conversation")
-        return Conversation.from_row(row)
+        loader = info.context.loaders.conversation_by_id
+        return Conversation.from_row(
+            await load_existing(loader, self.conversation_id, "Conversation")
+        )

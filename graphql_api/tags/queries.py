@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 
 from graphql_api.context import Info
-from graphql_api.errors import NotFound
+from graphql_api.loaders import load_existing
 from graphql_api.relay import (
     After,
     Before,
@@ -51,10 +51,8 @@ class TagQueries:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The tag's global ID.")],
     ) -> Tag | None:
-        row = await info.context.loaders.tag_by_id.load(decode_uuid(id, "Tag"))
-        if row is None:
-            raise NotFound("Tag")
-        return Tag.from_row(row)
+        loader = info.context.loaders.tag_by_id
+        return Tag.from_row(await load_existing(loader, decode_uuid(id, "Tag"), "Tag"))
 
     tags: Connection[Tag] = strawberry.field(
         resolver=resolve_tags, description="Your live tags, by name (ignoring case)."

@@ -9,7 +9,7 @@ import strawberry
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.errors import NotFound
+from graphql_api.loaders import load_existing
 from graphql_api.relay import (
     After,
     Before,
@@ -116,10 +116,8 @@ class TaskQueries:
         description="One task by ID, live or in the trash; null and NOT_FOUND if it is not yours."
     )
     async def task(self, info: Info, id: IdArg) -> Task | None:
-        row = await info.context.loaders.task_by_id.load(decode_uuid(id, "Task"))
-        if row is None:
-            raise NotFound("Task")
-        return Task.from_row(row)
+        loader = info.context.loaders.task_by_id
+        return Task.from_row(await load_existing(loader, decode_uuid(id, "Task"), "Task"))
 
     tasks: Connection[Task] = strawberry.field(
         resolver=resolve_tasks,
