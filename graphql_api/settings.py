@@ -77,9 +77,19 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(
         65536, ge=64, description="argon2id memory per password hash, in KiB."
     )
+    password_hash_threads: int = Field(
+        0,
+        ge=0,
+        description="Password hashes and checks run at once, per process (each holds "
+        "ARGON2_MEMORY_KIB); the rest wait their turn. 0: the number of cores.",
+    )
 
-    sign_in_max_failures_per_email: int = Field(
-        5, ge=1, description="Failed sign-ins for one email before it is blocked for a while."
+    sign_in_max_failures_per_email_and_address: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins for one email from one client address before that pair is "
+        "blocked for a while. An email alone is never blocked (its owner must get in): its "
+        "failures slow every attempt down instead.",
     )
     sign_in_max_failures_per_address: int = Field(
         20, ge=1, description="Failed sign-ins from one client address before it is blocked."
@@ -89,7 +99,14 @@ class Settings(BaseSettings):
     sign_in_slowdown_seconds: float = Field(
         0.5,
         ge=0,
-        description="Delay added to a failed sign-in per failure beyond the second (max 8x).",
+        description="Delay before checking any password of an email with failures, per failure "
+        "beyond the second (doubling, at most 8x).",
+    )
+    sign_up_max_per_address: int = Field(
+        10, ge=1, description="Sign-ups from one client address per window."
+    )
+    sign_up_window_seconds: int = Field(
+        3600, gt=0, description="The sign-up window; past the limit, an address waits this long."
     )
 
     use_dataloaders: bool = Field(
@@ -117,10 +134,23 @@ class Settings(BaseSettings):
     max_cost: int = Field(
         5000,
         ge=1,
-        description="Estimated fields an operation may resolve; lists multiply by their page size.",
+        description="Estimated fields an operation may resolve; lists multiply by their page "
+        "size. Also bounds the fields a document selects once its fragments are expanded.",
+    )
+    max_field_repeats: int = Field(
+        30,
+        ge=1,
+        description="Times one field (response key) may be selected in one selection set, "
+        "fragments included: validation compares such fields pairwise.",
     )
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest total size of a request's headers, in bytes."
+    )
+    max_header_field_bytes: int = Field(
+        8 * 1024, ge=256, description="Largest single request header (name and value), in bytes."
     )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["text", "json"] = Field(
