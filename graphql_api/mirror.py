@@ -19,6 +19,7 @@ from sqlalchemy.engine import RowMapping
 from sqlmodel import SQLModel
 
 from graphql_api.relay import encode_id
+from graphql_api.sql import Record
 
 C = TypeVar("C", bound=type)
 Kind = Literal["output", "input", "patch"]
@@ -68,6 +69,13 @@ def mirror(
         cls.__mirrored_columns__ = tuple(mirrored)  # type: ignore[attr-defined]
         cls.__mirrored_model__ = model  # type: ignore[attr-defined]
         cls.__excluded_columns__ = dict(exclude)  # type: ignore[attr-defined]
+        if kind == "output" and hasattr(model, "__table__"):
+            # Where each column sits in a record of the table (`select(table)` order).
+            columns = list(model.__table__.columns.keys())
+            cls.__record_positions__ = tuple(  # type: ignore[attr-defined]
+                (name, columns.index(name)) for name in mirrored
+            )
+            cls.__record_id__ = columns.index("id")  # type: ignore[attr-defined]
         text = description or (model.__doc__ or "").strip()
         if kind == "output":
             return strawberry.type(cls, description=text)
@@ -89,6 +97,14 @@ def node_values(cls: type, row: RowMapping) -> dict[str, Any]:
         "row_id": row["id"],
         **mirrored_values(cls, row),
     }
+
+
+def record_values(cls: type, row: Record) -> dict[str, Any]:
+    """`node_values` from a record: the table's columns by position, as the data layer reads
+    them (extra columns after them are ignored)."""
+    row_id = row[cls.__record_id__]  # type: ignore[attr-defined]
+    values = {name: row[index] for name, index in cls.__record_positions__}  # type: ignore[attr-defined]
+    return {"id": encode_id(cls.__name__, row_id), "row_id": row_id, **values}
 
 
 def given_fields(value: object) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Row
 
 from graphql_api.errors import NotFound
 from graphql_api.models import (
@@ -18,7 +18,16 @@ from graphql_api.models import (
     MessageFields,
     utcnow,
 )
-from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
+from graphql_api.pagination import (
+    Ordering,
+    Page,
+    PageArgs,
+    Query,
+    SortKey,
+    fetch_page,
+    fetch_pages,
+)
+from graphql_api.sql import Record, Statement, position
 from graphql_api.validation import changes_of, check_unchanged, validate
 
 CONVERSATION_ORDERING = Ordering(
@@ -42,38 +51,61 @@ MESSAGE_ORDERING = Ordering(
 )
 
 
+ID = position(CONVERSATIONS, "id")
+MESSAGE_ID = position(MESSAGES, "id")
+
+
 def _live(user_id: str) -> list[sa.ColumnElement[bool]]:
     return [CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.deleted_at.is_(None)]
 
 
+def _live_of_user() -> list[sa.ColumnElement[bool]]:
+    """`_live`, with the user as the parameter `user_id` (for fixed statements)."""
+    return [
+        CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
+        CONVERSATIONS.c.deleted_at.is_(None),
+    ]
+
+
+_BY_IDS = Statement(
+    lambda: sa.select(CONVERSATIONS).where(
+        *_live_of_user(), CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True))
+    )
+)
+
+
 def get_conversations(
     conn: Connection, user_id: str, ids: Iterable[uuid.UUID]
-) -> dict[Any, RowMapping]:
+) -> dict[Any, Record]:
     """The user's live conversations with these ids, by id."""
     ids = list(ids)
     if not ids:
         return {}
-    query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id.in_(ids))
-    return {row["id"]: row for row in conn.execute(query).mappings()}
+    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+
+
+def _conversations() -> sa.Select[Any]:
+    return sa.select(CONVERSATIONS).where(*_live_of_user())
 
 
 def list_conversations(conn: Connection, user_id: str, page: PageArgs) -> Page:
     """Live conversations, the most recently active first."""
-    query = sa.select(CONVERSATIONS).where(*_live(user_id))
+    query = Query("conversations", _conversations, {"user_id": user_id})
     return fetch_page(conn, query, CONVERSATION_ORDERING, page)
 
 
+_COUNT = Statement(
+    lambda: sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live_of_user())
+)
+
+
 def count_conversations(conn: Connection, user_id: str) -> int:
-    query = sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live(user_id))
-    return conn.execute(query).scalar_one()
+    count: int = _COUNT.run(conn, user_id=user_id)[0][0]
+    return count
 
 
-def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
-    """The user's messages with these ids (in live conversations), by id."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    query = (
+_MESSAGES_BY_IDS = Statement(
+    lambda: (
         sa.select(MESSAGES)
         .join(
             CONVERSATIONS,
@@ -82,24 +114,47 @@ def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> di
                 CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
             ),
         )
-        .where(*_live(user_id), MESSAGES.c.id.in_(ids))
+        .where(*_live_of_user(), MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True)))
     )
-    return {row["id"]: row for row in conn.execute(query).mappings()}
+)
+
+
+def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
+    """The user's messages with these ids (in live conversations), by id."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {row[MESSAGE_ID]: row for row in _MESSAGES_BY_IDS.run(conn, user_id=user_id, ids=ids)}
+
+
+def _messages() -> sa.Select[Any]:
+    return sa.select(MESSAGES).where(MESSAGES.c.user_id == sa.bindparam("user_id"))
 
 
 def messages_of_conversations(
     conn: Connection, user_id: str, conversation_ids: Iterable[uuid.UUID], page: PageArgs
 ) -> dict[Any, Page]:
     """The same page of messages for each conversation, oldest first: one statement."""
-    query = sa.select(MESSAGES).where(MESSAGES.c.user_id == user_id)
     return fetch_pages(
         conn,
-        query,
+        Query("messages", _messages, {"user_id": user_id}),
         MESSAGE_ORDERING,
         page,
         parent=MESSAGES.c.conversation_id,
         parent_ids=conversation_ids,
     )
+
+
+_MESSAGE_COUNTS = Statement(
+    lambda: (
+        sa.select(MESSAGES.c.conversation_id, sa.func.count())
+        .where(
+            MESSAGES.c.user_id == sa.bindparam("user_id"),
+            MESSAGES.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        .group_by(MESSAGES.c.conversation_id)
+    )
+)
 
 
 def count_messages_of_conversations(
@@ -108,19 +163,16 @@ def count_messages_of_conversations(
     conversation_ids = list(conversation_ids)
     if not conversation_ids:
         return {}
-    query = (
-        sa.select(MESSAGES.c.conversation_id, sa.func.count())
-        .where(MESSAGES.c.user_id == user_id, MESSAGES.c.conversation_id.in_(conversation_ids))
-        .group_by(MESSAGES.c.conversation_id)
-    )
     counts = dict.fromkeys(conversation_ids, 0)
-    counts.update(conn.execute(query).all())
+    counts.update(
+        (row[0], row[1]) for row in _MESSAGE_COUNTS.run(conn, user_id=user_id, ids=conversation_ids)
+    )
     return counts
 
 
-def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Row[Any]:
     query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id == conversation_id)
-    row = conn.execute(query.with_for_update()).mappings().first()
+    row = conn.execute(query.with_for_update()).first()
     if row is None:
         raise NotFound("Conversation")
     return row
@@ -128,31 +180,23 @@ def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Ro
 
 def _update(
     conn: Connection, user_id: str, conversation_id: uuid.UUID, values: dict[str, Any]
-) -> RowMapping:
-    return (
-        conn.execute(
-            sa.update(CONVERSATIONS)
-            .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
-            .values(**values)
-            .returning(CONVERSATIONS)
-        )
-        .mappings()
-        .one()
-    )
+) -> Row[Any]:
+    return conn.execute(
+        sa.update(CONVERSATIONS)
+        .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
+        .values(**values)
+        .returning(CONVERSATIONS)
+    ).one()
 
 
-def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
+def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> Row[Any]:
     values = validate(ConversationFields, fields).model_dump()
     now = utcnow()
-    return (
-        conn.execute(
-            sa.insert(CONVERSATIONS)
-            .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
-            .returning(CONVERSATIONS)
-        )
-        .mappings()
-        .one()
-    )
+    return conn.execute(
+        sa.insert(CONVERSATIONS)
+        .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
+        .returning(CONVERSATIONS)
+    ).one()
 
 
 def update_conversation(
@@ -161,16 +205,16 @@ def update_conversation(
     conversation_id: uuid.UUID,
     changes: dict[str, Any],
     expected_updated_at: datetime | None = None,
-) -> RowMapping:
+) -> Row[Any]:
     current = _lock_live(conn, user_id, conversation_id)
-    check_unchanged(current, expected_updated_at)
-    values = changes_of(ConversationFields, dict(current), changes)
+    check_unchanged(current._mapping, expected_updated_at)
+    values = changes_of(ConversationFields, dict(current._mapping), changes)
     if not values:
         return current
     return _update(conn, user_id, conversation_id, {**values, "updated_at": utcnow()})
 
 
-def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Row[Any]:
     """Move the conversation (and so its messages) to the trash."""
     _lock_live(conn, user_id, conversation_id)
     return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()})
@@ -178,25 +222,21 @@ def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UU
 
 def post_message(
     conn: Connection, user_id: str, conversation_id: uuid.UUID, fields: dict[str, Any]
-) -> RowMapping:
+) -> Row[Any]:
     """Append a message; the conversation's `updated_at` moves to it (latest activity)."""
     values = validate(MessageFields, fields).model_dump()
     _lock_live(conn, user_id, conversation_id)
     now = utcnow()
-    message = (
-        conn.execute(
-            sa.insert(MESSAGES)
-            .values(
-                **values,
-                user_id=user_id,
-                id=uuid.uuid4(),
-                conversation_id=conversation_id,
-                created_at=now,
-            )
-            .returning(MESSAGES)
+    message = conn.execute(
+        sa.insert(MESSAGES)
+        .values(
+            **values,
+            user_id=user_id,
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            created_at=now,
         )
-        .mappings()
-        .one()
-    )
+        .returning(MESSAGES)
+    ).one()
     _update(conn, user_id, conversation_id, {"updated_at": now})
     return message

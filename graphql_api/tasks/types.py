@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import describe_enum, mirror, node_values
+from graphql_api.mirror import describe_enum, mirror, record_values
 from graphql_api.relay import Node
+from graphql_api.sql import Record
 from graphql_api.tags import repository as tags_repository
 from graphql_api.tags import types as tag_types
 from graphql_api.tasks.repository import TaskCounts, TaskOrderField
@@ -65,10 +65,11 @@ class Task(Node):
     )
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Task:
-        due_date: datetime | None = row["due_date"]
-        overdue = not row["completed"] and due_date is not None and due_date < models.utcnow()
-        return cls(is_overdue=overdue, **node_values(cls, row))
+    def from_row(cls, row: Record) -> Task:
+        values = record_values(cls, row)
+        due_date: datetime | None = values["due_date"]
+        overdue = not values["completed"] and due_date is not None and due_date < models.utcnow()
+        return cls(is_overdue=overdue, **values)
 
     @strawberry.field(description="The live tags on this task, by name.")
     async def tags(
