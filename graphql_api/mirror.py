@@ -22,6 +22,7 @@ from graphql_api.relay import encode_id
 from graphql_api.sql import Record
 
 C = TypeVar("C", bound=type)
+E = TypeVar("E")
 Kind = Literal["output", "input", "patch"]
 
 
@@ -70,12 +71,8 @@ def mirror(
         cls.__mirrored_model__ = model  # type: ignore[attr-defined]
         cls.__excluded_columns__ = dict(exclude)  # type: ignore[attr-defined]
         if kind == "output" and hasattr(model, "__table__"):
-            # Where each column sits in a record of the table (`select(table)` order).
             columns = list(model.__table__.columns.keys())
-            cls.__record_positions__ = tuple(  # type: ignore[attr-defined]
-                (name, columns.index(name)) for name in mirrored
-            )
-            cls.__record_id__ = columns.index("id")  # type: ignore[attr-defined]
+            cls.__from_record__ = _record_constructor(cls, columns, mirrored)  # type: ignore[attr-defined]
         text = description or (model.__doc__ or "").strip()
         if kind == "output":
             return strawberry.type(cls, description=text)
@@ -99,12 +96,29 @@ def node_values(cls: type, row: RowMapping) -> dict[str, Any]:
     }
 
 
-def record_values(cls: type, row: Record) -> dict[str, Any]:
-    """`node_values` from a record: the table's columns by position, as the data layer reads
-    them (extra columns after them are ignored)."""
-    row_id = row[cls.__record_id__]  # type: ignore[attr-defined]
-    values = {name: row[index] for name, index in cls.__record_positions__}  # type: ignore[attr-defined]
-    return {"id": encode_id(cls.__name__, row_id), "row_id": row_id, **values}
+def from_record(cls: type[E], row: Record, **computed: Any) -> E:
+    """An entity of type `cls` from a record of its table (the columns by position, as the
+    data layer reads them; columns after the table's are ignored): the opaque global `id`,
+    the raw id kept private as `row_id`, the mirrored columns, and `computed` fields."""
+    entity: E = cls.__from_record__(row, computed)  # type: ignore[attr-defined]
+    return entity
+
+
+def _record_constructor(
+    cls: type, columns: list[str], mirrored: Mapping[str, Any]
+) -> Callable[[Record, dict[str, Any]], Any]:
+    """`from_record` for one type, written out once: every column read by its position and
+    passed by name, without an intermediate dict per row (the lists of a page build dozens
+    of objects, so the generic version cost more than the rest of the data layer)."""
+    row_id = columns.index("id")
+    fields = ", ".join(f"{name}=row[{columns.index(name)}]" for name in mirrored)
+    source = (
+        "lambda row, computed: cls("
+        f"id=encode_id(type_name, row[{row_id}]), row_id=row[{row_id}], {fields}, **computed)"
+    )
+    namespace = {"cls": cls, "encode_id": encode_id, "type_name": cls.__name__}
+    constructor: Callable[[Record, dict[str, Any]], Any] = eval(source, namespace)  # noqa: S307
+    return constructor
 
 
 def given_fields(value: object) -> dict[str, Any]:

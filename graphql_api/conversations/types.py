@@ -9,7 +9,7 @@ import strawberry
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.loaders import load_existing
-from graphql_api.mirror import describe_enum, mirror, record_values
+from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import (
     After,
     Before,
@@ -46,7 +46,7 @@ class Conversation(Node):
 
     @classmethod
     def from_row(cls, row: Record) -> Conversation:
-        return cls(**record_values(cls, row))
+        return from_record(cls, row)
 
     @strawberry.field(
         description="The messages, oldest first. Ask `last: N` for the N most recent."
@@ -79,7 +79,7 @@ class Message(Node):
 
     @classmethod
     def from_row(cls, row: Record) -> Message:
-        return cls(conversation_id=row[CONVERSATION_ID], **record_values(cls, row))
+        return from_record(cls, row, conversation_id=row[CONVERSATION_ID])
 
     @strawberry.field(description="The conversation this message belongs to.")
     async def conversation(self, info: Info) -> Conversation:

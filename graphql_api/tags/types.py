@@ -9,7 +9,7 @@ import strawberry
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import mirror, record_values
+from graphql_api.mirror import from_record, mirror
 from graphql_api.relay import (
     After,
     Before,
@@ -39,7 +39,7 @@ class Tag(Node):
 
     @classmethod
     def from_row(cls, row: Record) -> Tag:
-        return cls(**record_values(cls, row))
+        return from_record(cls, row)
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")
     async def tasks(

@@ -11,9 +11,9 @@ import strawberry
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import describe_enum, mirror, record_values
+from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import Node
-from graphql_api.sql import Record
+from graphql_api.sql import Record, position
 from graphql_api.tags import repository as tags_repository
 from graphql_api.tags import types as tag_types
 from graphql_api.tasks.repository import TaskCounts, TaskOrderField
@@ -44,6 +44,10 @@ describe_enum(
 )
 
 
+DUE_DATE = position(models.TASKS, "due_date")
+COMPLETED = position(models.TASKS, "completed")
+
+
 @strawberry.enum(description="Sort direction.")
 class OrderDirection(enum.Enum):
     ASC = strawberry.enum_value("asc", description="Smallest first.")
@@ -66,10 +70,9 @@ class Task(Node):
 
     @classmethod
     def from_row(cls, row: Record) -> Task:
-        values = record_values(cls, row)
-        due_date: datetime | None = values["due_date"]
-        overdue = not values["completed"] and due_date is not None and due_date < models.utcnow()
-        return cls(is_overdue=overdue, **values)
+        due_date: datetime | None = row[DUE_DATE]
+        overdue = not row[COMPLETED] and due_date is not None and due_date < models.utcnow()
+        return from_record(cls, row, is_overdue=overdue)
 
     @strawberry.field(description="The live tags on this task, by name.")
     async def tags(
