@@ -9,11 +9,11 @@ extensions included), on the same PostgreSQL database, connected as an ordinary 
 row-level security applies. The database is seeded like the load benchmark (users of 100
 tasks, 8 tags, 3 conversations of 20 messages) on first use and kept.
 
-Requests are sequential, each as the next of the users in turn. Rounds alternate between the
-versions, so the rest of the (shared) machine weighs on them alike; the figure is
-`time.process_time()` per request at the median round: every thread of the worker process
-(the database driver's threads too, and the in-process HTTP client's share). Read the ratios:
-absolute figures move with the machine's load.
+Requests are sequential, each as the next of the users in turn. Each round runs every version
+in turn (in alternating order), so the rest of the (shared) machine weighs on them alike; the
+figure is `time.process_time()` per request: every thread of the worker process (the database
+driver's threads too, and the in-process HTTP client's share). Read the ratios, the median of
+each round's ratio: absolute figures move with the machine's load.
 
 Before measuring, every version answers the same requests and the answers must be identical
 (byte for byte, once parsed): a faster version that answers differently is a bug.
@@ -157,12 +157,12 @@ def drive(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{operation}: the versions answer differently: {digests}")
         print(
             f"{args.rounds} rounds x {args.requests} sequential requests per version and "
-            "operation; CPU ms per request (process_time), median round (min to max)"
+            "operation, versions in turn within each round; CPU ms per request "
+            "(process_time), median round (min to max); ratios: median of each round's ratio"
         )
         names = [w.name for w in workers]
-        header = " | ".join(f"{name}" for name in names)
         ratios = " | ".join(f"{name} / {names[-1]}" for name in names[:-1])
-        print(f"| operation | {header} | {ratios} |")
+        print(f"| operation | {' | '.join(names)} | {ratios} |")
         print("| --- |" + " --- |" * (2 * len(names) - 1))
         for operation in operations:
             run = {"command": "run", "operation": operation, "requests": args.requests}
@@ -173,12 +173,14 @@ def drive(args: argparse.Namespace) -> None:
                 order = workers if round_ % 2 == 0 else workers[::-1]
                 for worker in order:
                     samples[worker.name].append(worker.ask(run) * 1000)
-            medians = {name: statistics.median(values) for name, values in samples.items()}
-            cells = [
-                f"{medians[name]:.2f} ({min(samples[name]):.2f} to {max(samples[name]):.2f})"
-                for name in names
-            ]
-            cells += [f"{medians[name] / medians[names[-1]]:.2f}" for name in names[:-1]]
+            cells = []
+            for name in names:
+                values = samples[name]
+                median = statistics.median(values)
+                cells.append(f"{median:.2f} ({min(values):.2f} to {max(values):.2f})")
+            for name in names[:-1]:  # paired: the same round's load weighs on both
+                paired = [a / b for a, b in zip(samples[name], samples[names[-1]], strict=True)]
+                cells.append(f"{statistics.median(paired):.2f}")
             print(f"| {operation} | " + " | ".join(cells) + " |", flush=True)
     finally:
         for worker in workers:
@@ -275,8 +277,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--operations", default=OPERATION_NAMES)
     parser.add_argument("--baseline", action="append", default=[], metavar="REV")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--users-file", help=argparse.SUPPRESS)

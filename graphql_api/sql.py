@@ -235,7 +235,7 @@ def _bind(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str, dict[str
     return sql, values
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=1024)
 def _expand(sql: str, placeholder: str, name: str, count: int) -> str:
     """`sql` with list parameter `name` written as `count` placeholders (cached per length)."""
     marks = ", ".join(placeholder.format(f"{name}_{index}") for index in range(count))
