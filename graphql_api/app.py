@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +35,8 @@ from graphql_api.transport import (
 )
 
 REQUEST_ID_HEADER = "x-request-id"
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+"""What a browser app may send besides the CORS-safelisted headers."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -171,5 +174,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_field_bytes=settings.max_header_field_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
-    app.add_middleware(RequestIdMiddleware)  # outermost: refusals above carry the id too
+    app.add_middleware(RequestIdMiddleware)  # refusals above carry the id too
+    app.add_middleware(  # outermost: preflights end here, and every answer is readable
+        CORSMiddleware,
+        allow_origins=settings.cors_allow_origins or [],
+        allow_origin_regex=settings.cors_origin_regex,
+        allow_methods=["GET", "POST"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=[REQUEST_ID_HEADER],
+        max_age=settings.cors_max_age_seconds,
+    )
     return app

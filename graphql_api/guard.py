@@ -15,8 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, GraphQLSchema, Visitor, parse, validate, visit
-from graphql.language import DocumentNode, StringValueNode
+from graphql import (
+    GraphQLError,
+    GraphQLInputType,
+    GraphQLSchema,
+    ValuesOfCorrectTypeRule,
+    Visitor,
+    parse,
+    validate,
+    visit,
+)
+from graphql.language import DocumentNode, ObjectValueNode, StringValueNode, ValueNode
+from graphql.language.visitor import SKIP, VisitorAction
+from graphql.utilities.validate_input_value import validate_input_literal
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
@@ -92,6 +103,40 @@ def _tag_validation_error(error: GraphQLError) -> GraphQLError:
     return error
 
 
+class LocatedValuesOfCorrectType(ValuesOfCorrectTypeRule):
+    """graphql-core's rule, except that an error a scalar raised itself (a `DateTime` without
+    a time zone) gets the location of the bad literal and, in an input object, its field in
+    the message and in `extensions.field`, like every other `BAD_USER_INPUT`."""
+
+    def is_valid_value_node(
+        self, node: ValueNode, input_type: GraphQLInputType | None
+    ) -> VisitorAction:
+        if input_type:
+
+            def on_error(error: GraphQLError, path: list[str | int]) -> None:
+                if error.nodes is None:
+                    error = _located(error, node, path)
+                self.report_error(error)
+
+            validate_input_literal(
+                node, input_type, on_error, hide_suggestions=self.context.hide_suggestions
+            )
+        return SKIP
+
+
+def _located(error: GraphQLError, node: ValueNode, path: list[str | int]) -> GraphQLError:
+    for key in path:  # down to the literal itself, for its location
+        if isinstance(node, ObjectValueNode) and isinstance(key, str):
+            node = next((f.value for f in node.fields if f.name.value == key), node)
+    field = next((key for key in reversed(path) if isinstance(key, str)), None)
+    extensions = dict(error.extensions or {})
+    message = error.message
+    if field is not None:
+        extensions["field"] = field
+        message = f"`{field}`: {message}"
+    return GraphQLError(message, node, original_error=error.original_error, extensions=extensions)
+
+
 class _Checker:
     """Shape and validation of documents, computed once per distinct query text."""
 
@@ -137,6 +182,10 @@ class _Checker:
         shapes = measure_document(document, settings.shape.max_fields)
         errors = [error for shape in shapes.values() for error in shape.violations(settings.shape)]
         if not errors:  # a document refused for its shape never reaches graphql-core's rules
+            rules = tuple(
+                LocatedValuesOfCorrectType if rule is ValuesOfCorrectTypeRule else rule
+                for rule in rules
+            )
             errors = validate(
                 schema,
                 document,

@@ -87,6 +87,7 @@ class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations
 
 
 SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+VARIABLE_FIELD = re.compile(r"^Variable '\$\w+' has invalid value at [^:]*\.(\w+)(?:\[\d+\])*:")
 VARIABLE_VALUE_ERROR = re.compile(
     r"^Variable '\$\w+' (has invalid|of required type|of non-null type)"
 )
@@ -150,6 +151,8 @@ def error_formatter(*, suggestions: bool) -> type[SchemaExtension]:
                 )
             extensions = {**_cause_extensions(error), **(error.extensions or {})}
             extensions.setdefault("code", _code_of(error))
+            if "field" not in extensions and (field := VARIABLE_FIELD.match(error.message)):
+                extensions["field"] = field.group(1)  # the input field graphql-core names
             extensions["requestId"] = request_id
             message = error.message if suggestions else SUGGESTION.sub("", error.message)
             # A new error: validation errors are cached and shared by every request.

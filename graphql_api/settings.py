@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+"""Browser origins on this machine, any port: allowed by default in development."""
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,15 @@ class Settings(BaseSettings):
         True, description="Answer introspection (client code generators need it)."
     )
 
+    cors_allow_origins: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Browser origins allowed to call the API (comma-separated, `*` for any). "
+        "Unset: local origins on any port in development, none in production.",
+    )
+    cors_max_age_seconds: int = Field(
+        600, ge=0, description="How long browsers may cache a CORS preflight answer."
+    )
+
     max_depth: int = Field(8, ge=1, description="Deepest field nesting an operation may use.")
     max_aliases: int = Field(15, ge=0, description="Aliases per operation.")
     max_tokens: int = Field(1000, ge=1, description="Lexical tokens per operation.")
@@ -157,6 +169,20 @@ class Settings(BaseSettings):
         "text", description="`json`: one JSON object per log line, for log collectors."
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def cors_origin_regex(self) -> str | None:
+        """The pattern of origins allowed when none are listed (development only)."""
+        if self.cors_allow_origins is None and self.environment != "production":
+            return LOCAL_ORIGINS
+        return None
 
     @property
     def graphiql_enabled(self) -> bool:

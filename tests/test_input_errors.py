@@ -42,8 +42,23 @@ async def test_a_bad_datetime_is_bad_user_input_everywhere(
         assert response.data is None, response.body
         assert response.codes == ["BAD_USER_INPUT"], response.body
         message = response.errors[0]["message"]
+        if "$d" not in document:  # a literal: its field named and located
+            assert response.errors[0]["extensions"]["field"] == "dueAfter"
+            assert response.errors[0]["locations"], response.body
         assert value in message, message
         assert "2030-01-01T09:00:00Z" in message, message
+
+
+async def test_a_bad_datetime_deep_in_an_input_variable_names_its_field(
+    api: Api, user: Account
+) -> None:
+    response = await api.execute(
+        "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+        {"i": {"title": "t", "dueDate": "2030-01-01T09:00"}},
+        as_user=user,
+    )
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert response.errors[0]["extensions"]["field"] == "dueDate"
 
 
 async def test_a_datetime_with_an_offset_is_stored_in_utc(api: Api, user: Account) -> None:
