@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RowMapping
 from starlette.requests import Request
 from strawberry.fastapi import BaseContext
 
@@ -19,7 +19,7 @@ from graphql_api.errors import Unauthenticated
 from graphql_api.loaders import Loaders
 from graphql_api.observability import Metrics
 from graphql_api.settings import Settings
-from graphql_api.sql import Record
+from graphql_api.sql import AnyRow
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -77,11 +77,11 @@ class Context(BaseContext):
     async def create(
         self,
         info: strawberry.Info[Context, None],
-        fn: Callable[..., Row[Any]],
+        fn: Callable[..., RowMapping],
         fetch: idempotency.Fetch,
         *args: Any,
         **kwargs: Any,
-    ) -> Record:
+    ) -> AnyRow:
         """A scoped create that honours the request's `Idempotency-Key`, if it has one."""
         if self.idempotency_key is None:
             return await self.write(fn, *args, **kwargs)

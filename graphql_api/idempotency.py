@@ -15,19 +15,19 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from graphql_api.errors import BadUserInput, Conflict, NotFound
 from graphql_api.models import IDEMPOTENCY_KEYS, utcnow
-from graphql_api.sql import Record
+from graphql_api.sql import AnyRow
 
 KEEP_FOR = timedelta(hours=48)
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
 
 KEYS = IDEMPOTENCY_KEYS
-Fetch = Callable[[Connection, str, Iterable[uuid.UUID]], Mapping[Any, Record]]
+Fetch = Callable[[Connection, str, Iterable[uuid.UUID]], Mapping[Any, AnyRow]]
 
 
 def checked_key(key: str) -> str:
@@ -49,11 +49,11 @@ def create_once(
     key: str,
     field: str,
     digest: str,
-    create: Callable[..., Row[Any]],
+    create: Callable[..., RowMapping],
     fetch: Fetch,
     *args: Any,
     **kwargs: Any,
-) -> Record:
+) -> AnyRow:
     """`create(conn, user_id, *args, **kwargs)`, unless this key already created a row."""
     query = sa.select(KEYS.c.fingerprint, KEYS.c.result_id).where(
         KEYS.c.user_id == user_id, KEYS.c.key == key, KEYS.c.field == field
@@ -75,7 +75,7 @@ def create_once(
                 key=key,
                 field=field,
                 fingerprint=digest,
-                result_id=created.id,
+                result_id=created["id"],
                 created_at=now,
             )
         )

@@ -67,9 +67,9 @@ def seed_demo(settings: Settings) -> bool:
 
 
 def _demo_content(conn: Connection, user_id: str) -> None:
-    work = tags.create_tag(conn, user_id, {"name": "work", "color": "#2563EB"}).id
-    home = tags.create_tag(conn, user_id, {"name": "home", "color": "#16A34A"}).id
-    urgent = tags.create_tag(conn, user_id, {"name": "urgent", "color": "#DC2626"}).id
+    work = tags.create_tag(conn, user_id, {"name": "work", "color": "#2563EB"})["id"]
+    home = tags.create_tag(conn, user_id, {"name": "home", "color": "#16A34A"})["id"]
+    urgent = tags.create_tag(conn, user_id, {"name": "urgent", "color": "#DC2626"})["id"]
     now = utcnow()
     launch = tasks.create_task(
         conn,
@@ -81,7 +81,7 @@ def _demo_content(conn: Connection, user_id: str) -> None:
             "description": "Ship it to production.",
         },
         tag_ids=[work, urgent],
-    ).id
+    )["id"]
     for title in ("Write the README", "Run the benchmark", "Review security"):
         tasks.create_task(conn, user_id, {"title": title}, tag_ids=[work], parent_id=launch)
     tasks.create_task(
@@ -94,13 +94,13 @@ def _demo_content(conn: Connection, user_id: str) -> None:
         tag_ids=[home, urgent],
     )
     done = tasks.create_task(conn, user_id, {"title": "Set up the project"}, tag_ids=[work])
-    tasks.complete_tasks(conn, user_id, [done.id], True)
+    tasks.complete_tasks(conn, user_id, [done["id"]], True)
     chat = conversations.create_conversation(conn, user_id, {"title": "Planning the launch"})
     for role, content in (
         (MessageRole.USER, "What is left before the launch?"),
         (MessageRole.ASSISTANT, "The README, the benchmark and a security review."),
     ):
-        conversations.post_message(conn, user_id, chat.id, {"role": role, "content": content})
+        conversations.post_message(conn, user_id, chat["id"], {"role": role, "content": content})
 
 
 def _progress(done: int, total: int) -> None:

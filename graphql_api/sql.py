@@ -27,12 +27,21 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, RowMapping
 from sqlalchemy.sql import Select
 
 Record = Sequence[Any]
-"""A row as the data layer hands it on: the selected columns by position (a tuple on reads; a
-Core `Row` after a write, which indexes the same way)."""
+"""A row as the fixed reads hand it on: the selected columns by position (a tuple)."""
+
+AnyRow = Record | RowMapping
+"""What `from_row` takes: a record from a read, or the `RowMapping` a write returns (its
+columns in the table's order, like a record's)."""
+
+
+def as_record(row: AnyRow) -> Record:
+    """The columns of `row` by position."""
+    return tuple(row.values()) if isinstance(row, RowMapping) else row
+
 
 Build = Callable[[], Select[Any]]
 

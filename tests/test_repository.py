@@ -36,14 +36,14 @@ def test_reads_only_ever_return_the_given_users_rows(
         tag = tags.create_tag(conn, alice, {"name": "private"})
 
     with engine.connect() as conn:
-        assert tasks.get_tasks(conn, bob, [task.id]) == {}
-        assert tags.get_tags(conn, bob, [tag.id]) == {}
+        assert tasks.get_tasks(conn, bob, [task["id"]]) == {}
+        assert tags.get_tags(conn, bob, [tag["id"]]) == {}
         assert (
             tasks.list_tasks(conn, bob, tasks.TaskFilter(), tasks.task_ordering(), PageArgs()).rows
             == []
         )
         assert tasks.count_tasks(conn, bob, tasks.TaskFilter()) == 0
-        assert list(tasks.get_tasks(conn, alice, [task.id])) == [task.id]
+        assert list(tasks.get_tasks(conn, alice, [task["id"]])) == [task["id"]]
 
 
 def test_writes_to_another_users_rows_are_not_found_and_change_nothing(
@@ -54,15 +54,15 @@ def test_writes_to_another_users_rows_are_not_found_and_change_nothing(
         task = tasks.create_task(conn, alice, {"title": "Alice's"})
 
     for write in (
-        lambda conn: tasks.update_task(conn, bob, task.id, {"title": "pwned"}),
-        lambda conn: tasks.delete_task(conn, bob, task.id),
-        lambda conn: tasks.complete_tasks(conn, bob, [task.id], True),
+        lambda conn: tasks.update_task(conn, bob, task["id"], {"title": "pwned"}),
+        lambda conn: tasks.delete_task(conn, bob, task["id"]),
+        lambda conn: tasks.complete_tasks(conn, bob, [task["id"]], True),
     ):
         with pytest.raises(NotFound), engine.begin() as conn:
             write(conn)
 
     with engine.connect() as conn:
-        assert tuple(tasks.get_tasks(conn, alice, [task.id])[task.id]) == tuple(task)
+        assert tasks.get_tasks(conn, alice, [task["id"]])[task["id"]] == tuple(task.values())
 
 
 @pytest.mark.parametrize(
@@ -94,8 +94,8 @@ def test_limits_are_inclusive(engine: sa.Engine, two_users: tuple[str, str]) -> 
     with engine.begin() as conn:
         task = tasks.create_task(conn, alice, {"title": "x" * 200, "description": "y" * 1000})
         tag = tags.create_tag(conn, alice, {"name": "z" * 50, "color": "#a1b2c3"})
-    assert len(task.title) == 200
-    assert tag.color == "#A1B2C3"
+    assert len(task["title"]) == 200
+    assert tag["color"] == "#A1B2C3"
 
 
 def test_a_failed_create_leaves_nothing_half_written(
@@ -105,7 +105,7 @@ def test_a_failed_create_leaves_nothing_half_written(
     with engine.begin() as conn:
         bobs_tag = tags.create_tag(conn, bob, {"name": "bob"})
     with pytest.raises(NotFound), engine.begin() as conn:
-        tasks.create_task(conn, alice, {"title": "tagged"}, tag_ids=[bobs_tag.id])
+        tasks.create_task(conn, alice, {"title": "tagged"}, tag_ids=[bobs_tag["id"]])
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(TASKS)).scalar_one() == 0
 
@@ -129,17 +129,17 @@ def test_updated_at_moves_on_change_and_timestamps_are_utc(
     with engine.begin() as conn:
         task = tasks.create_task(conn, alice, {"title": "t", "due_date": due})
     with engine.begin() as conn:
-        updated = tasks.update_task(conn, alice, task.id, {"priority": Priority.HIGH})
-    assert updated.updated_at > task.updated_at
-    assert updated.created_at == task.created_at
-    assert updated.due_date == due
-    assert updated.due_date.utcoffset() == timedelta(0)
+        updated = tasks.update_task(conn, alice, task["id"], {"priority": Priority.HIGH})
+    assert updated["updated_at"] > task["updated_at"]
+    assert updated["created_at"] == task["created_at"]
+    assert updated["due_date"] == due
+    assert updated["due_date"].utcoffset() == timedelta(0)
 
 
 def test_subtask_cycles_are_refused(engine: sa.Engine, two_users: tuple[str, str]) -> None:
     alice, _ = two_users
     with engine.begin() as conn:
-        a, b, c = (tasks.create_task(conn, alice, {"title": t}).id for t in "abc")
+        a, b, c = (tasks.create_task(conn, alice, {"title": t})["id"] for t in "abc")
         tasks.add_subtask(conn, alice, a, b)
         tasks.add_subtask(conn, alice, b, c)
     for parent, child in ((c, a), (a, a), (b, a)):
@@ -153,11 +153,11 @@ def test_deleting_a_user_removes_everything_they_own(
     alice, bob = two_users
     with engine.begin() as conn:
         tag = tags.create_tag(conn, alice, {"name": "t"})
-        parent = tasks.create_task(conn, alice, {"title": "p"}, tag_ids=[tag.id])
-        tasks.create_task(conn, alice, {"title": "c"}, parent_id=parent.id)
+        parent = tasks.create_task(conn, alice, {"title": "p"}, tag_ids=[tag["id"]])
+        tasks.create_task(conn, alice, {"title": "c"}, parent_id=parent["id"])
         chat = conversations.create_conversation(conn, alice, {})
         conversations.post_message(
-            conn, alice, chat.id, {"role": MessageRole.USER, "content": "hi"}
+            conn, alice, chat["id"], {"role": MessageRole.USER, "content": "hi"}
         )
         tasks.create_task(conn, bob, {"title": "bob's"})
     with engine.begin() as conn:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RowMapping
 
 from graphql_api.errors import NotFound
 from graphql_api.models import (
@@ -170,9 +170,9 @@ def count_messages_of_conversations(
     return counts
 
 
-def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Row[Any]:
+def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
     query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id == conversation_id)
-    row = conn.execute(query.with_for_update()).first()
+    row = conn.execute(query.with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Conversation")
     return row
@@ -180,23 +180,31 @@ def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Ro
 
 def _update(
     conn: Connection, user_id: str, conversation_id: uuid.UUID, values: dict[str, Any]
-) -> Row[Any]:
-    return conn.execute(
-        sa.update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
-        .values(**values)
-        .returning(CONVERSATIONS)
-    ).one()
+) -> RowMapping:
+    return (
+        conn.execute(
+            sa.update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id)
+            .values(**values)
+            .returning(CONVERSATIONS)
+        )
+        .mappings()
+        .one()
+    )
 
 
-def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> Row[Any]:
+def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
     values = validate(ConversationFields, fields).model_dump()
     now = utcnow()
-    return conn.execute(
-        sa.insert(CONVERSATIONS)
-        .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
-        .returning(CONVERSATIONS)
-    ).one()
+    return (
+        conn.execute(
+            sa.insert(CONVERSATIONS)
+            .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
+            .returning(CONVERSATIONS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def update_conversation(
@@ -205,16 +213,16 @@ def update_conversation(
     conversation_id: uuid.UUID,
     changes: dict[str, Any],
     expected_updated_at: datetime | None = None,
-) -> Row[Any]:
+) -> RowMapping:
     current = _lock_live(conn, user_id, conversation_id)
-    check_unchanged(current._mapping, expected_updated_at)
-    values = changes_of(ConversationFields, dict(current._mapping), changes)
+    check_unchanged(current, expected_updated_at)
+    values = changes_of(ConversationFields, dict(current), changes)
     if not values:
         return current
     return _update(conn, user_id, conversation_id, {**values, "updated_at": utcnow()})
 
 
-def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Row[Any]:
+def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
     """Move the conversation (and so its messages) to the trash."""
     _lock_live(conn, user_id, conversation_id)
     return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()})
@@ -222,21 +230,25 @@ def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UU
 
 def post_message(
     conn: Connection, user_id: str, conversation_id: uuid.UUID, fields: dict[str, Any]
-) -> Row[Any]:
+) -> RowMapping:
     """Append a message; the conversation's `updated_at` moves to it (latest activity)."""
     values = validate(MessageFields, fields).model_dump()
     _lock_live(conn, user_id, conversation_id)
     now = utcnow()
-    message = conn.execute(
-        sa.insert(MESSAGES)
-        .values(
-            **values,
-            user_id=user_id,
-            id=uuid.uuid4(),
-            conversation_id=conversation_id,
-            created_at=now,
+    message = (
+        conn.execute(
+            sa.insert(MESSAGES)
+            .values(
+                **values,
+                user_id=user_id,
+                id=uuid.uuid4(),
+                conversation_id=conversation_id,
+                created_at=now,
+            )
+            .returning(MESSAGES)
         )
-        .returning(MESSAGES)
-    ).one()
+        .mappings()
+        .one()
+    )
     _update(conn, user_id, conversation_id, {"updated_at": now})
     return message

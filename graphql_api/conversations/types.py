@@ -20,7 +20,7 @@ from graphql_api.relay import (
     page_args,
     to_connection,
 )
-from graphql_api.sql import Record, position
+from graphql_api.sql import AnyRow, as_record, position
 
 CONVERSATION_ID = position(models.MESSAGES, "conversation_id")
 
@@ -45,7 +45,8 @@ class Conversation(Node):
     row_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: Record) -> Conversation:
+    def from_row(cls, raw: AnyRow) -> Conversation:
+        row = as_record(raw)  # a write answers a RowMapping
         return from_record(cls, row)
 
     @strawberry.field(
@@ -78,7 +79,8 @@ class Message(Node):
     conversation_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: Record) -> Message:
+    def from_row(cls, raw: AnyRow) -> Message:
+        row = as_record(raw)  # a write answers a RowMapping
         return from_record(cls, row, conversation_id=row[CONVERSATION_ID])
 
     @strawberry.field(description="The conversation this message belongs to.")

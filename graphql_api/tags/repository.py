@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from graphql_api.db import contains, like_pattern
@@ -181,14 +181,14 @@ def _duplicate(name: str) -> Conflict:
     return Conflict(f"A tag named {name!r} exists already.", field="name")
 
 
-def _write_named(conn: Connection, statement: Any, name: str) -> Row[Any]:
+def _write_named(conn: Connection, statement: Any, name: str) -> RowMapping:
     try:
-        return conn.execute(statement.returning(TAGS)).one()
+        return conn.execute(statement.returning(TAGS)).mappings().one()
     except IntegrityError as exc:  # a concurrent writer took the name after our check
         raise _duplicate(name) from exc
 
 
-def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> Row[Any]:
+def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
     values = validate(TagFields, fields).model_dump()
     if _name_taken(conn, user_id, values["name"], but=None):
         raise _duplicate(values["name"])
@@ -199,9 +199,9 @@ def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> Row[An
     return _write_named(conn, statement, values["name"])
 
 
-def _lock_live_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> Row[Any]:
+def _lock_live_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
     query = sa.select(TAGS).where(*_live(user_id), TAGS.c.id == tag_id).with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound("Tag")
     return row
@@ -213,10 +213,10 @@ def update_tag(
     tag_id: uuid.UUID,
     changes: dict[str, Any],
     expected_updated_at: datetime | None = None,
-) -> Row[Any]:
+) -> RowMapping:
     current = _lock_live_tag(conn, user_id, tag_id)
-    check_unchanged(current._mapping, expected_updated_at)
-    values = changes_of(TagFields, dict(current._mapping), changes)
+    check_unchanged(current, expected_updated_at)
+    values = changes_of(TagFields, dict(current), changes)
     if not values:
         return current
     if "name" in values and _name_taken(conn, user_id, values["name"], but=tag_id):
@@ -226,22 +226,26 @@ def update_tag(
         .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
         .values(**values, updated_at=utcnow())
     )
-    return _write_named(conn, statement, values.get("name", current.name))
+    return _write_named(conn, statement, values.get("name", current["name"]))
 
 
-def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> Row[Any]:
+def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
     """Move the tag to the trash: it leaves every list and frees its name."""
     _lock_live_tag(conn, user_id, tag_id)
     now = utcnow()
-    return conn.execute(
-        sa.update(TAGS)
-        .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
-        .values(deleted_at=now, updated_at=now)
-        .returning(TAGS)
-    ).one()
+    return (
+        conn.execute(
+            sa.update(TAGS)
+            .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
+            .values(deleted_at=now, updated_at=now)
+            .returning(TAGS)
+        )
+        .mappings()
+        .one()
+    )
 
 
-def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[Record, int]]:
+def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[RowMapping, int]]:
     """Each live tag with its number of live tasks, by name."""
     count = (
         sa.select(sa.func.count())
@@ -262,4 +266,4 @@ def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[Record, int
         .where(*_live(user_id))
         .order_by(*(key.order_by() for key in TAG_ORDERING.keys))
     )
-    return [(row, row[-1]) for row in conn.execute(query)]
+    return [(row, row["_count"]) for row in conn.execute(query).mappings()]

@@ -20,7 +20,7 @@ from graphql_api.relay import (
     page_args,
     to_connection,
 )
-from graphql_api.sql import Record
+from graphql_api.sql import AnyRow, as_record
 from graphql_api.tasks import types as task_types
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ class Tag(Node):
     row_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: Record) -> Tag:
+    def from_row(cls, raw: AnyRow) -> Tag:
+        row = as_record(raw)  # a write answers a RowMapping
         return from_record(cls, row)
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import ColumnElement
 
 from graphql_api.db import contains, like_pattern
@@ -312,17 +312,17 @@ def task_counts(conn: Connection, user_id: str, now: datetime) -> TaskCounts:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def lock_live_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> Row[Any]:
+def lock_live_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
     """The live task, locked for this transaction; NOT_FOUND if missing, CONFLICT if trashed."""
     row = lock_task(conn, user_id, task_id)
-    if row.deleted_at is not None:
+    if row["deleted_at"] is not None:
         raise Conflict("The task is in the trash: restore it first.")
     return row
 
 
-def lock_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> Row[Any]:
+def lock_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
     query = sa.select(TASKS).where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
-    row = conn.execute(query.with_for_update()).first()
+    row = conn.execute(query.with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Task")
     return row
@@ -341,25 +341,29 @@ def create_task(
     *,
     tag_ids: Sequence[uuid.UUID] = (),
     parent_id: uuid.UUID | None = None,
-) -> Row[Any]:
+) -> RowMapping:
     """Insert a task, with its tags and its parent set in the same transaction."""
     values = validate(TaskFields, fields).model_dump()
     now = utcnow()
     if parent_id is not None:
         lock_live_task(conn, user_id, parent_id)
     task_id = uuid.uuid4()
-    row = conn.execute(
-        sa.insert(TASKS)
-        .values(
-            **values,
-            user_id=user_id,
-            id=task_id,
-            completed_at=now if values["completed"] else None,
-            created_at=now,
-            updated_at=now,
+    row = (
+        conn.execute(
+            sa.insert(TASKS)
+            .values(
+                **values,
+                user_id=user_id,
+                id=task_id,
+                completed_at=now if values["completed"] else None,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(TASKS)
         )
-        .returning(TASKS)
-    ).one()
+        .mappings()
+        .one()
+    )
     attach_tags(conn, user_id, task_id, tag_ids)
     if parent_id is not None:
         conn.execute(
@@ -370,13 +374,19 @@ def create_task(
     return row
 
 
-def _update(conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]) -> Row[Any]:
-    return conn.execute(
-        sa.update(TASKS)
-        .where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
-        .values(**values, updated_at=utcnow())
-        .returning(TASKS)
-    ).one()
+def _update(
+    conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]
+) -> RowMapping:
+    return (
+        conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.user_id == user_id, TASKS.c.id == task_id)
+            .values(**values, updated_at=utcnow())
+            .returning(TASKS)
+        )
+        .mappings()
+        .one()
+    )
 
 
 def update_task(
@@ -385,56 +395,56 @@ def update_task(
     task_id: uuid.UUID,
     changes: dict[str, Any],
     expected_updated_at: datetime | None = None,
-) -> Row[Any]:
+) -> RowMapping:
     """Apply a partial update: absent fields stay, `None` clears a nullable field."""
     current = lock_live_task(conn, user_id, task_id)
-    check_unchanged(current._mapping, expected_updated_at)
-    values = changes_of(TaskFields, dict(current._mapping), changes)
+    check_unchanged(current, expected_updated_at)
+    values = changes_of(TaskFields, dict(current), changes)
     if "completed" in values:
         completed = values.pop("completed")
-        values.update(_completion(completed, current.completed, utcnow()))
+        values.update(_completion(completed, current["completed"], utcnow()))
     if not values:
         return current
     return _update(conn, user_id, task_id, values)
 
 
-def delete_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> Row[Any]:
+def delete_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
     """Move the task to the trash (idempotent)."""
     current = lock_task(conn, user_id, task_id)
-    if current.deleted_at is not None:
+    if current["deleted_at"] is not None:
         return current
     return _update(conn, user_id, task_id, {"deleted_at": utcnow()})
 
 
-def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> Row[Any]:
+def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
     """Bring the task back from the trash (idempotent)."""
     current = lock_task(conn, user_id, task_id)
-    if current.deleted_at is None:
+    if current["deleted_at"] is None:
         return current
     return _update(conn, user_id, task_id, {"deleted_at": None})
 
 
 def complete_tasks(
     conn: Connection, user_id: str, task_ids: Sequence[uuid.UUID], completed: bool
-) -> list[Row[Any]]:
+) -> list[RowMapping]:
     """Mark all the tasks (un)completed, or none of them if any is missing or trashed."""
     wanted = list(dict.fromkeys(task_ids))
     query = sa.select(TASKS).where(
         TASKS.c.user_id == user_id, TASKS.c.id.in_(wanted), TASKS.c.deleted_at.is_(None)
     )
-    found = {row.id: row for row in conn.execute(query.with_for_update())}
+    found = {row["id"]: row for row in conn.execute(query.with_for_update()).mappings()}
     if len(found) != len(wanted):
         raise NotFound("Task")
     now = utcnow()
-    changed = [task_id for task_id in wanted if found[task_id].completed != completed]
+    changed = [task_id for task_id in wanted if found[task_id]["completed"] != completed]
     if changed:
         updated = conn.execute(
             sa.update(TASKS)
             .where(TASKS.c.user_id == user_id, TASKS.c.id.in_(changed))
             .values(**_completion(completed, not completed, now), updated_at=now)
             .returning(TASKS)
-        )
-        found.update({row.id: row for row in updated})
+        ).mappings()
+        found.update({row["id"]: row for row in updated})
     return [found[task_id] for task_id in task_ids]
 
 
@@ -461,7 +471,7 @@ def _is_descendant(conn: Connection, user_id: str, task_id: uuid.UUID, of: uuid.
 
 def add_subtask(
     conn: Connection, user_id: str, parent_id: uuid.UUID, child_id: uuid.UUID
-) -> Row[Any]:
+) -> RowMapping:
     """Make `child_id` a subtask of `parent_id`; CONFLICT if that would close a cycle."""
     parent = lock_live_task(conn, user_id, parent_id)
     lock_live_task(conn, user_id, child_id)
@@ -486,7 +496,7 @@ def add_subtask(
 
 def remove_subtask(
     conn: Connection, user_id: str, parent_id: uuid.UUID, child_id: uuid.UUID
-) -> Row[Any]:
+) -> RowMapping:
     """Unlink a subtask from its parent (idempotent)."""
     parent = lock_live_task(conn, user_id, parent_id)
     lock_task(conn, user_id, child_id)
@@ -551,7 +561,7 @@ def _detach_tags(
 
 def set_task_tags(
     conn: Connection, user_id: str, task_id: uuid.UUID, tag_ids: Sequence[uuid.UUID]
-) -> Row[Any]:
+) -> RowMapping:
     """Make the task's tags exactly `tag_ids`."""
     task = lock_live_task(conn, user_id, task_id)
     wanted = _require_live_tags(conn, user_id, tag_ids)
@@ -564,7 +574,7 @@ def set_task_tags(
 
 def add_tag_to_task(
     conn: Connection, user_id: str, task_id: uuid.UUID, tag_id: uuid.UUID
-) -> Row[Any]:
+) -> RowMapping:
     task = lock_live_task(conn, user_id, task_id)
     attach_tags(conn, user_id, task_id, [tag_id])
     return task
@@ -572,7 +582,7 @@ def add_tag_to_task(
 
 def remove_tag_from_task(
     conn: Connection, user_id: str, task_id: uuid.UUID, tag_id: uuid.UUID
-) -> Row[Any]:
+) -> RowMapping:
     """Unlink the tag (idempotent); NOT_FOUND if the task or the tag is not the user's."""
     task = lock_live_task(conn, user_id, task_id)
     _require_live_tags(conn, user_id, [tag_id])

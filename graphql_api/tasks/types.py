@@ -13,7 +13,7 @@ from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import Node
-from graphql_api.sql import Record, position
+from graphql_api.sql import AnyRow, as_record, position
 from graphql_api.tags import repository as tags_repository
 from graphql_api.tags import types as tag_types
 from graphql_api.tasks.repository import TaskCounts, TaskOrderField
@@ -69,7 +69,8 @@ class Task(Node):
     )
 
     @classmethod
-    def from_row(cls, row: Record) -> Task:
+    def from_row(cls, raw: AnyRow) -> Task:
+        row = as_record(raw)  # a write answers a RowMapping
         due_date: datetime | None = row[DUE_DATE]
         overdue = not row[COMPLETED] and due_date is not None and due_date < models.utcnow()
         return from_record(cls, row, is_overdue=overdue)
