@@ -24,6 +24,7 @@ from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, get_context
 from graphql_api.db import Database
 from graphql_api.observability import Metrics, configure_logging, request_id_var
+from graphql_api.persisted import PersistedDocuments
 from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
 from graphql_api.transport import (
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         local_graphiql_assets=settings.graphiql_assets_dir is not None,
         max_tokens=settings.max_tokens,
+        persisted=PersistedDocuments(settings, services.database),
     )
     app.include_router(router, prefix="/graphql")
     if settings.graphiql_assets_dir is not None:

@@ -455,6 +455,21 @@ class SignInThrottle(SQLModel, table=True):
     blocked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
+class PersistedDocument(SQLModel, table=True):
+    """A document registered by Apollo's automatic persisted queries, found by its SHA-256 from
+    then on by every worker and replica (see `graphql_api.persisted`). Documents are not secret
+    and belong to no user; the store keeps the newest AUTOMATIC_PERSISTED_QUERIES_MAX."""
+
+    __tablename__ = "persisted_documents"
+    __table_args__ = (sa.Index("ix_persisted_documents_created_at", "created_at"),)
+
+    sha256: str = Field(
+        primary_key=True, max_length=64, description="SHA-256 of the document, lower-case hex."
+    )
+    document: str = Field(sa_type=sa.Text, nullable=False, description="The document's text.")
+    created_at: datetime = created_at_field()
+
+
 OWNED_TABLES: tuple[type[SQLModel], ...] = (
     Task,
     Tag,
@@ -482,3 +497,4 @@ CONVERSATIONS = _table(Conversation)
 MESSAGES = _table(Message)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
 SIGN_IN_THROTTLES = _table(SignInThrottle)
+PERSISTED_DOCUMENTS = _table(PersistedDocument)

@@ -130,6 +130,32 @@ class Settings(BaseSettings):
         True, description="Answer introspection (client code generators need it)."
     )
 
+    persisted_documents: str | None = Field(
+        None,
+        description="A trusted-documents manifest loaded at start: a JSON object mapping "
+        "`sha256:<hex>` (or `<hex>`) to each document's text, as GraphQL Code Generator's "
+        "client preset writes it (Apollo's persisted query manifest is read too). Clients send "
+        "the id as `documentId` or `extensions.persistedQuery.sha256Hash`.",
+    )
+    persisted_documents_only: bool = Field(
+        False,
+        description="Run only the manifest's documents (production allow-list): any other "
+        "answers PERSISTED_QUERY_NOT_ALLOWED, and nothing is registered. Introspection still "
+        "follows INTROSPECTION.",
+    )
+    automatic_persisted_queries: bool = Field(
+        True,
+        description="Apollo's automatic persisted queries: a document sent with its SHA-256 is "
+        "registered in the database (shared by every worker and replica), and its hash alone "
+        "runs it from then on.",
+    )
+    automatic_persisted_queries_max: int = Field(
+        10_000,
+        ge=1,
+        description="Documents the automatic persisted queries store keeps; past it, the "
+        "oldest are dropped (their clients register them again).",
+    )
+
     cors_allow_origins: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="Browser origins allowed to call the API (comma-separated, `*` for any). "

@@ -7,6 +7,9 @@ asks for it, else `application/json`. With the former, a request that fails befo
 (parse, validation, variables, operation selection) answers 4xx; with `application/json` it
 keeps the classic 200. Every refusal, here or in Strawberry, is GraphQL-shaped JSON with an
 `extensions.code` (`BAD_REQUEST` for the transport), never a plain-text or 500 answer.
+
+A request may name a persisted document instead of sending its text (`documentId`, or Apollo's
+`extensions.persistedQuery`, in a POST body or a GET query string): see `graphql_api.persisted`.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from graphql_api.observability import request_id_var
+from graphql_api.persisted import PersistedDocumentRefused, PersistedDocuments
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -145,9 +150,16 @@ def request_error_status(result: ExecutionResult) -> int | None:
 class GraphQLHttpRouter(GraphQLRouter[object, None]):
     """Strawberry's FastAPI router with the transport rules above; answers with orjson."""
 
-    def __init__(self, *args: Any, max_tokens: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_tokens: int,
+        persisted: PersistedDocuments | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_tokens = max_tokens
+        self.persisted = persisted
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -168,6 +180,14 @@ class GraphQLHttpRouter(GraphQLRouter[object, None]):
             response = await super().run(request, context, root_value)
         except HTTPException as exc:  # Strawberry's own answer would be plain text
             return error_response(exc.status_code, exc.reason, media_type or JSON)
+        except PersistedDocumentRefused as exc:
+            refusal = 400 if exc.request_error and media_type == GRAPHQL_RESPONSE else 200
+            return Response(
+                error_body(exc.message, exc.code),
+                status_code=refusal,
+                media_type=media_type or JSON,
+                headers={"cache-control": "no-store"},  # a CDN must not keep the refusal
+            )
         if response.media_type == JSON and media_type == GRAPHQL_RESPONSE:
             response.headers["content-type"] = GRAPHQL_RESPONSE
             status = getattr(request.state, "graphql_request_error", None)
@@ -177,9 +197,20 @@ class GraphQLHttpRouter(GraphQLRouter[object, None]):
                     response.headers["www-authenticate"] = "Bearer"
         return response
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """Strawberry's rule (a GET without `query` from a browser), except for a GET naming a
+        persisted document: clients such as Apollo's send `Accept: */*`."""
+        params = request.query_params
+        return (
+            super().should_render_graphql_ide(request)
+            and params.get("documentId") is None
+            and params.get("extensions") is None
+        )
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         """Strawberry's, minus its leniencies: a substring match on the content type, no check
-        that the body is an object or that `operationName` is a string."""
+        that the body is an object or that `operationName` is a string. A persisted document's
+        id is resolved to its text here."""
         if negotiate(request.headers.get("accept")) is None:
             raise HTTPException(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.")
         if request.method == "GET":
@@ -193,16 +224,30 @@ class GraphQLHttpRouter(GraphQLRouter[object, None]):
             raise HTTPException(400, "Batching is not enabled: send one operation per request.")
         if not isinstance(data, dict):
             raise HTTPException(400, "The request must be a JSON object.")
-        expected = {"query": str, "variables": dict, "operationName": str, "extensions": dict}
+        expected = {
+            "query": str,
+            "variables": dict,
+            "operationName": str,
+            "extensions": dict,
+            "documentId": str,
+        }
         for name, kind in expected.items():
             if data.get(name) is not None and not isinstance(data[name], kind):
                 shape = "a string" if kind is str else "an object"
                 raise HTTPException(400, f"`{name}` must be {shape} or null.")
+        query, extensions, document_id = (
+            data.get("query"),
+            data.get("extensions"),
+            data.get("documentId"),
+        )
+        persisted = self.persisted
+        if persisted is not None and persisted.concerns(extensions, document_id):
+            query = await persisted.resolve(query, extensions, document_id)
         return GraphQLRequestData(
-            query=data.get("query"),
+            query=query,
             variables=data.get("variables"),
             operation_name=data.get("operationName"),
-            extensions=data.get("extensions"),
+            extensions=extensions,
         )
 
     async def execute_single(
