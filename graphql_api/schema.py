@@ -29,6 +29,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_api.compiled import CompiledExecutor
 from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
@@ -259,6 +260,15 @@ class ApiSchema(strawberry.Schema):
                 log.debug("Client error: %s", error.message)
 
 
+class ApiExecutor(CompiledExecutor):
+    """The compiled path. When a compiled attempt gives up, the reference executor starts
+    with empty loaders, so it runs (and batches) exactly as it would have on its own."""
+
+    def before_reference_run(self, context: Any) -> None:
+        if isinstance(context, Context):
+            context.renew_loaders()
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with the limits and switches of `settings` (defaults: development)."""
     settings = settings or Settings(_env_file=None)
@@ -270,6 +280,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         max_cost=settings.max_cost,
         introspection=settings.introspection,
         suggestions=settings.environment != "production",
+        compiled=settings.compiled_execution,
     )
 
 
@@ -283,6 +294,7 @@ def _build_schema(
     max_cost: int,
     introspection: bool,
     suggestions: bool,
+    compiled: bool = True,
 ) -> strawberry.Schema:
     extensions: list[Any] = [
         MetricsExtension,
@@ -304,6 +316,7 @@ def _build_schema(
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
+        execution_context_class=ApiExecutor if compiled else None,
     )
 
 

@@ -103,9 +103,7 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
     """Runs an operation's cached plan when there is one; graphql-core's executor otherwise,
     and also when a compiled attempt gives up (see `graphql_api.compiled.run`)."""
 
-    def execute_operation(
-        self, serially: bool | None = None
-    ) -> AwaitableOrValue[Any]:
+    def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[Any]:
         plan = self._plan() if serially is None else None
         if plan is None:
             return super().execute_operation(serially)

@@ -58,8 +58,8 @@ INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 GRAPHQL_MAX_INT = 2**31 - 1
 
 
-class Unsupported(Exception):  # noqa: N818  (a verdict, not an error: the reference path answers)
-    """The operation needs something a plan does not express."""
+class Unsupported(Exception):
+    """The operation needs something a plan does not express: the reference path answers."""
 
 
 class Kind(enum.IntEnum):
@@ -312,7 +312,7 @@ class PlanBuilder:
 
     def _shape(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Shape:
         nonnull = is_non_null_type(type_)
-        nullable = get_nullable_type(type_)  # type: ignore[type-var]
+        nullable = get_nullable_type(type_)
         if is_list_type(nullable):
             return ListShape(nonnull, self._shape(nullable.of_type, details))
         if is_leaf_type(nullable):
@@ -348,7 +348,8 @@ class PlanBuilder:
             shape.small_int = True
         elif isinstance(type_, CustomGraphQLEnumType):
             shape.exact = type_.wrapped_cls
-            shape.names = {member: type_.coerce_output_value(member) for member in type_.wrapped_cls}
+            members: list[Any] = list(type_.wrapped_cls)
+            shape.names = {member: type_.coerce_output_value(member) for member in members}
         return shape
 
 

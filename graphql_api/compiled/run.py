@@ -54,7 +54,7 @@ Children = dict[TypePlan, list["Position"]]
 Pending = tuple[FieldPlan, "Position", Awaitable[Any]]
 
 
-class Bail(BaseException):  # noqa: N818
+class Bail(BaseException):
     """The compiled attempt cannot give the reference executor's answer: give up, unwind.
 
     A BaseException so that the `except Exception` around each resolver, which turns a
@@ -86,7 +86,7 @@ class Position:
 class Run:
     """One execution of a plan for one request."""
 
-    def __init__(self, executor: Executor, plan: Plan) -> None:
+    def __init__(self, executor: Executor[Any], plan: Plan) -> None:
         self.executor = executor
         self.is_awaitable = executor.is_awaitable
         strawberry_schema = executor.schema._strawberry_schema  # type: ignore[attr-defined]
@@ -271,7 +271,11 @@ class Run:
     def _info(self, field: FieldPlan, position: Position) -> Info[Any, Any]:
         assert field.strawberry_field is not None
         raw = CompiledResolveInfo(self, field, position)
-        return self.config.info_class(_raw_info=raw, _field=field.strawberry_field)  # type: ignore[arg-type]
+        info: Info[Any, Any] = self.config.info_class(
+            _raw_info=raw,
+            _field=field.strawberry_field,
+        )
+        return info
 
     # Completing values: the rules of graphql-core's complete_value, writing in place
 
