@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable
 from typing import Any
 
@@ -23,6 +23,10 @@ from graphql_api.compiled.plan import Plan, PlanBuilder, Unsupported, directive_
 from graphql_api.compiled.run import Run
 
 log = logging.getLogger(__name__)
+
+outcomes: Counter[str] = Counter()
+"""How operations were answered in this process: `compiled`; `reference` (no plan: not a
+query, introspection, ...); `rerun` (a compiled attempt gave up: see `graphql_api.compiled.run`)."""
 
 MAX_OPERATIONS = 512
 """Distinct (document, operation) pairs whose plans are kept per schema."""
@@ -106,22 +110,26 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[Any]:
         plan = self._plan() if serially is None else None
         if plan is None:
+            outcomes["reference"] += 1
             return super().execute_operation(serially)
         outcome = Run(self, plan).start()
         if outcome is None:
             return self._reference()
         if isinstance(outcome, ExecutionResult):
+            outcomes["compiled"] += 1
             return outcome
         return self._settle(outcome)
 
     async def _settle(self, outcome: Awaitable[ExecutionResult | None]) -> Any:
         result = await outcome
         if result is not None:
+            outcomes["compiled"] += 1
             return result
         reference = self._reference()
         return await reference if self.is_awaitable(reference) else reference
 
     def _reference(self) -> AwaitableOrValue[Any]:
+        outcomes["rerun"] += 1
         self.before_reference_run(self.context_value)
         return super().execute_operation()
 

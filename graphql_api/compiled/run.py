@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from inspect import isawaitable
 from typing import Any
 
@@ -182,10 +182,12 @@ class Run:
         self, field: FieldPlan, objects: list[Position], children: Children
     ) -> None:
         key, shape = field.key, field.shape
+        call = self._caller(field)
+        awaitable = self.is_awaitable
         for position in objects:
             try:
-                result = self._call(field, position)
-                if field.is_async or self.is_awaitable(result):
+                result = call(position)
+                if field.is_async or awaitable(result):
                     self.pending.append((field, position, result))
                 else:
                     self._complete(shape, result, field, position, position, key, children)
@@ -204,41 +206,67 @@ class Run:
 
     # Calling resolvers
 
-    def _call(self, field: FieldPlan, position: Position) -> Any:
+    def _caller(self, field: FieldPlan) -> Callable[[Position], Any]:
+        """A function resolving `field` for one parent object, made once per batch."""
+        if field.kind is not Kind.RESOLVER:
+            return lambda position: self._call_generic(field, position)
         resolver = field.resolver
-        if field.kind is Kind.RESOLVER:
-            assert resolver is not None
-            kwargs = self._resolver_kwargs(field, position)
-            if field.pass_source:
+        assert resolver is not None
+        if field.has_arguments and not field.shared_arguments:
+            return lambda position: self._call_converting(field, position)
+        try:
+            shared = self._shared_arguments(field) if field.has_arguments else {}
+        except Exception as error:
+            failure = error
+
+            def fail(_: Position) -> Any:
+                raise failure
+
+            return fail
+        sources, info_kwarg, pass_source = field.source_kwargs, field.info_kwarg, field.pass_source
+        make_info = self._info
+
+        def call(position: Position) -> Any:
+            # What Strawberry passes: converted arguments, then the parent and `info` under
+            # the names the resolver gives them.
+            kwargs = dict(shared)
+            for name in sources:
+                kwargs[name] = position.source
+            if info_kwarg is not None:
+                kwargs[info_kwarg] = make_info(field, position)
+            if pass_source:
                 return resolver(position.source, **kwargs)
             return resolver(**kwargs)
-        info = CompiledResolveInfo(self, field, position)
-        arguments = self._graphql_arguments(field)
-        return (resolver or self.executor.field_resolver)(position.source, info, **arguments)
 
-    def _resolver_kwargs(self, field: FieldPlan, position: Position) -> dict[str, Any]:
-        """The keyword arguments Strawberry would pass: converted arguments, then the parent
-        and `info` under the names the resolver gives them."""
-        info = None
-        if not field.has_arguments:
-            kwargs: dict[str, Any] = {}
-        elif field.shared_arguments:
-            kwargs = dict(self._shared_arguments(field))
-        else:
-            info = self._info(field, position)
-            kwargs = self._convert_arguments(field, info)
+        return call
+
+    def _call_converting(self, field: FieldPlan, position: Position) -> Any:
+        """A resolver whose arguments hold input objects or lists: each call gets its own."""
+        assert field.resolver is not None
+        info = self._info(field, position)
+        kwargs = self._convert_arguments(field, info)
         for name in field.source_kwargs:
             kwargs[name] = position.source
         if field.info_kwarg is not None:
-            kwargs[field.info_kwarg] = info or self._info(field, position)
-        return kwargs
+            kwargs[field.info_kwarg] = info
+        if field.pass_source:
+            return field.resolver(position.source, **kwargs)
+        return field.resolver(**kwargs)
+
+    def _call_generic(self, field: FieldPlan, position: Position) -> Any:
+        """Anything else: the GraphQL field's resolver, called as graphql-core calls it."""
+        info = CompiledResolveInfo(self, field, position)
+        arguments = self._graphql_arguments(field)
+        resolve = field.resolver or self.executor.field_resolver
+        return resolve(position.source, info, **arguments)
 
     def _shared_arguments(self, field: FieldPlan) -> dict[str, Any]:
+        """Arguments converted once per request: they are the same for every parent."""
         converted = self.shared_arguments.get(field)
         if converted is None:
             try:
                 converted = self._convert_arguments(field, None)
-            except Exception as error:  # each call fails alike, as each would convert alike
+            except Exception as error:  # every call would fail alike: each raises it
                 converted = error
             self.shared_arguments[field] = converted
         if isinstance(converted, Exception):
@@ -357,20 +385,24 @@ class Run:
         key: str | int,
         children: Children,
     ) -> None:
-        if self.executor.is_async_iterable(value):
-            raise Bail
-        if not is_iterable(value):
-            raise GraphQLError(
-                "Expected Iterable, but did not find one for field"
-                f" '{field.parent_type.name}.{field.name}'."
-            )
-        items = value if type(value) is list else list(value)
+        if type(value) is list:  # what resolvers return: no need for the generic checks
+            items = value
+        else:
+            if self.executor.is_async_iterable(value):
+                raise Bail
+            if not is_iterable(value):
+                raise GraphQLError(
+                    "Expected Iterable, but did not find one for field"
+                    f" '{field.parent_type.name}.{field.name}'."
+                )
+            items = list(value)
         out: list[Any] = [None] * len(items)
         container.value[key] = out
         position = Position(out, None, container, key, shape.nonnull, None)
         item_shape = shape.item
+        awaitable = self.is_awaitable
         for index, item in enumerate(items):
-            if self.is_awaitable(item):
+            if awaitable(item):
                 raise Bail
             try:
                 self._complete(item_shape, item, field, owner, position, index, children)
