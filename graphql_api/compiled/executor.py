@@ -62,7 +62,7 @@ class PlanCache:
         if cached is None:
             variables = directive_variables(operation, executor.fragment_definitions)
             cached = self.operations[key] = _Operation(variables)
-            if len(self.operations) > self.max_operations:
+            while len(self.operations) > self.max_operations:
                 self.operations.popitem(last=False)
         else:
             self.operations.move_to_end(key)
