@@ -58,7 +58,8 @@ def prepare(url: str, users: int) -> list[str]:
     name = sa.make_url(url).database
     server = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+        exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :n")
+        if not conn.execute(exists, {"n": name}).first():
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     server.dispose()
     settings = Settings(_env_file=None, database_url=url, jwt_secret=SECRET)  # type: ignore[call-arg]
@@ -68,10 +69,16 @@ def prepare(url: str, users: int) -> list[str]:
         if not conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one():
             seed_bulk(settings, users=users, tasks=100)
             conn.execute(sa.text("VACUUM ANALYZE"))
-        if not conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}).first():
+        if not conn.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
+        ).first():
             conn.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN"))
         conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
-        conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"))
+        conn.execute(
+            sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
+            )
+        )
         ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM users ORDER BY email"))]
     engine.dispose()
     return ids
@@ -117,7 +124,9 @@ class Client:
 async def measure(args: argparse.Namespace) -> None:
     user_ids = prepare(args.database_url, args.users)
     time_execution()
-    app_url = sa.make_url(args.database_url).set(username=APP_ROLE).render_as_string(hide_password=False)
+    app_url = (
+        sa.make_url(args.database_url).set(username=APP_ROLE).render_as_string(hide_password=False)
+    )
     tokens = [Tokens(Settings(_env_file=None, jwt_secret=SECRET)).issue(user) for user in user_ids]  # type: ignore[call-arg]
     async with AsyncExitStack() as stack:
         clients = []
@@ -139,7 +148,9 @@ async def measure(args: argparse.Namespace) -> None:
             clients.append(Client(name, client, tokens))
         gc.collect()
         gc.freeze()
-        print(f"{args.rounds} rounds x {args.requests} requests per app and operation, median round")
+        print(
+            f"{args.rounds} rounds x {args.requests} requests per app and operation, median round"
+        )
         print(
             "| operation | request CPU ms: reference | compiled | ratio "
             "| execution CPU ms: reference | compiled | ratio |"
@@ -165,7 +176,9 @@ async def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database-url", default=f"{SERVER}/graphql_api_cpu")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument(
