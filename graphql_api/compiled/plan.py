@@ -33,8 +33,11 @@ from graphql import (
     GraphQLSchema,
     GraphQLString,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
     VariableNode,
     get_nullable_type,
     is_abstract_type,
@@ -51,7 +54,6 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
-from strawberry.types.base import StrawberryList, StrawberryOptional, has_object_definition
 from strawberry.types.field import StrawberryField
 
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
@@ -133,9 +135,12 @@ class FieldPlan:
     """Parameters (`root`, `strawberry.Parent`) that receive the parent object."""
     info_kwarg: str | None = None
     has_arguments: bool = False
-    shared_arguments: bool = True
-    """Converted arguments hold only immutable values (scalars, enums), so one conversion
-    serves every parent object of a request; otherwise each call converts its own."""
+    argument_variables: tuple[str, ...] = ()
+    """The variables the field's arguments read: with the field's literals, all its converted
+    arguments depend on."""
+    converted: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    """Converted arguments by the values of `argument_variables`, when they hold only
+    immutable values: shared by every parent object, and every request."""
 
 
 @dataclass(eq=False, slots=True)
@@ -276,6 +281,7 @@ class PlanBuilder:
             field_def=field_def,
             resolver=field_def.resolve,
             has_arguments=bool(field_def.args or nodes[0].arguments),
+            argument_variables=_argument_variables(nodes[0]),
         )
         strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
         if isinstance(strawberry_field, StrawberryField) and self.direct_resolvers:
@@ -306,9 +312,6 @@ class PlanBuilder:
             if parameter is not None
         )
         plan.info_kwarg = resolver.info_parameter.name if resolver.info_parameter else None
-        plan.shared_arguments = all(
-            _immutable(argument.type) for argument in strawberry_field.arguments
-        )
 
     def _shape(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Shape:
         nonnull = is_non_null_type(type_)
@@ -353,11 +356,22 @@ class PlanBuilder:
         return shape
 
 
-def _immutable(type_: Any) -> bool:
-    """A converted argument of this type cannot be changed by the resolver that gets it."""
-    while isinstance(type_, StrawberryOptional):
-        type_ = type_.of_type
-    return not isinstance(type_, StrawberryList) and not has_object_definition(type_)
+def _argument_variables(node: FieldNode) -> tuple[str, ...]:
+    names: list[str] = []
+
+    def visit(value: ValueNode) -> None:
+        if isinstance(value, VariableNode):
+            names.append(value.name.value)
+        elif isinstance(value, ListValueNode):
+            for item in value.values:
+                visit(item)
+        elif isinstance(value, ObjectValueNode):
+            for object_field in value.fields:
+                visit(object_field.value)
+
+    for argument in node.arguments or ():
+        visit(argument.value)
+    return tuple(sorted(set(names)))
 
 
 def _is_strawberry_is_type_of(function: Callable[..., Any]) -> bool:

@@ -22,9 +22,14 @@ there is met here too.
 from __future__ import annotations
 
 import asyncio
+import enum
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import date, time
+from decimal import Decimal
 from inspect import isawaitable
+from types import NoneType
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, located_error
@@ -49,6 +54,10 @@ from graphql_api.compiled.plan import (
 
 GRAPHQL_MIN_INT = -(2**31)
 GRAPHQL_MAX_INT = 2**31 - 1
+IMMUTABLE = (str, int, float, NoneType, enum.Enum, date, time, uuid.UUID, Decimal)
+MAX_CONVERTED = 32
+"""Argument variants kept per field of a plan."""
+_MISSING = object()  # a variable the request does not give (not the same as null)
 
 Children = dict[TypePlan, list["Position"]]
 Pending = tuple[FieldPlan, "Position", Awaitable[Any]]
@@ -95,7 +104,6 @@ class Run:
         self.error: GraphQLError | None = None
         self.queue: deque[tuple[TypePlan, list[Position]]] = deque()
         self.pending: list[Pending] = []
-        self.shared_arguments: dict[FieldPlan, dict[str, Any] | Exception] = {}
         root = plan.root
         self.root = Position(
             dict.fromkeys(root.keys), executor.root_value, None, "", False, root.type_.name
@@ -212,17 +220,17 @@ class Run:
             return lambda position: self._call_generic(field, position)
         resolver = field.resolver
         assert resolver is not None
-        if field.has_arguments and not field.shared_arguments:
-            return lambda position: self._call_converting(field, position)
         try:
             shared = self._shared_arguments(field) if field.has_arguments else {}
-        except Exception as error:
+        except Exception as error:  # every call would fail alike: each raises it
             failure = error
 
             def fail(_: Position) -> Any:
                 raise failure
 
             return fail
+        if shared is None:
+            return lambda position: self._call_converting(field, position)
         sources, info_kwarg, pass_source = field.source_kwargs, field.info_kwarg, field.pass_source
         make_info = self._info
 
@@ -260,17 +268,24 @@ class Run:
         resolve = field.resolver or self.executor.field_resolver
         return resolve(position.source, info, **arguments)
 
-    def _shared_arguments(self, field: FieldPlan) -> dict[str, Any]:
-        """Arguments converted once per request: they are the same for every parent."""
-        converted = self.shared_arguments.get(field)
-        if converted is None:
-            try:
-                converted = self._convert_arguments(field, None)
-            except Exception as error:  # every call would fail alike: each raises it
-                converted = error
-            self.shared_arguments[field] = converted
-        if isinstance(converted, Exception):
-            raise converted
+    def _shared_arguments(self, field: FieldPlan) -> dict[str, Any] | None:
+        """Converted arguments all parents can share, or None if each call must convert its
+        own (input objects and lists: a resolver could change them). Made of immutable values
+        only, they depend on nothing but the variables the field reads, so they are kept on
+        the plan for the next requests too."""
+        coerced = self.executor.variable_values.coerced
+        key = tuple(coerced.get(name, _MISSING) for name in field.argument_variables)
+        try:
+            converted = field.converted.get(key)
+        except TypeError:  # a list or an input object in a variable
+            return None
+        if converted is not None:
+            return converted
+        converted = self._convert_arguments(field, None)
+        if not all(isinstance(value, IMMUTABLE) for value in converted.values()):
+            return None
+        if len(field.converted) < MAX_CONVERTED:
+            field.converted[key] = converted
         return converted
 
     def _convert_arguments(self, field: FieldPlan, info: Info[Any, Any] | None) -> dict[str, Any]:
@@ -344,7 +359,10 @@ class Run:
             return value if shape.names is None else shape.names[value]
         if shape.small_int and type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
             return value
-        return Executor.complete_leaf_value(shape.type_, value)
+        coerced = shape.coerce(value)
+        if coerced is None or coerced is Undefined:  # graphql-core words the error
+            return Executor.complete_leaf_value(shape.type_, value)
+        return coerced
 
     def _object(
         self,
