@@ -149,10 +149,11 @@ class TypePlan:
 
     type_: GraphQLObjectType
     fields: tuple[FieldPlan, ...]
-    keys: tuple[str, ...] = field(init=False)
+    template: dict[str, None] = field(init=False)
+    """The object's response, every key in order and null: copied for each object."""
 
     def __post_init__(self) -> None:
-        self.keys = tuple(f.key for f in self.fields)
+        self.template = dict.fromkeys(f.key for f in self.fields)
 
 
 @dataclass(eq=False, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, time
 from decimal import Decimal
 from inspect import isawaitable
-from types import NoneType
+from types import CoroutineType, GeneratorType, NoneType
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, located_error
@@ -58,6 +58,7 @@ IMMUTABLE = (str, int, float, NoneType, enum.Enum, date, time, uuid.UUID, Decima
 MAX_CONVERTED = 32
 """Argument variants kept per field of a plan."""
 _MISSING = object()  # a variable the request does not give (not the same as null)
+_NEVER_AWAITABLE: set[type] = {str, int, float, bool, dict, list, tuple}
 
 Children = dict[TypePlan, list["Position"]]
 Pending = tuple[FieldPlan, "Position", Awaitable[Any]]
@@ -106,7 +107,7 @@ class Run:
         self.pending: list[Pending] = []
         root = plan.root
         self.root = Position(
-            dict.fromkeys(root.keys), executor.root_value, None, "", False, root.type_.name
+            root.template.copy(), executor.root_value, None, "", False, root.type_.name
         )
         self.data: dict[str, Any] | None = self.root.value
         self.queue.append((root, [self.root]))
@@ -384,7 +385,7 @@ class Run:
             if not matches:
                 raise invalid_return_type_error(shape.type_, value, field.details)
         plan = shape.plan
-        out = dict.fromkeys(plan.keys)
+        out = plan.template.copy()
         container.value[key] = out
         position = Position(out, value, container, key, shape.nonnull, plan.type_.name)
         batch = children.get(plan)
@@ -418,9 +419,8 @@ class Run:
         container.value[key] = out
         position = Position(out, None, container, key, shape.nonnull, None)
         item_shape = shape.item
-        awaitable = self.is_awaitable
         for index, item in enumerate(items):
-            if awaitable(item):
+            if type(item) not in _NEVER_AWAITABLE and self._awaitable(item):
                 raise Bail
             try:
                 self._complete(item_shape, item, field, owner, position, index, children)
@@ -450,6 +450,16 @@ class Run:
         if object_shape is None:
             raise Bail
         self._object(object_shape, value, field, owner, container, key, children)
+
+    def _awaitable(self, item: Any) -> bool:
+        """graphql-core awaits awaitable list items; a compiled attempt gives up on them.
+        Types whose instances cannot be awaitable are remembered, to skip the check."""
+        if self.is_awaitable(item):
+            return True
+        kind = type(item)
+        if not hasattr(kind, "__await__") and not issubclass(kind, CoroutineType | GeneratorType):
+            _NEVER_AWAITABLE.add(kind)
+        return False
 
     # Errors
 
