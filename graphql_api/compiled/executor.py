@@ -118,9 +118,9 @@ class CompiledExecutor(StrawberryGraphQLCoreExecutionContext):
         if isinstance(outcome, ExecutionResult):
             outcomes["compiled"] += 1
             return outcome
-        return self._settle(outcome)
+        return self._finish(outcome)
 
-    async def _settle(self, outcome: Awaitable[ExecutionResult | None]) -> Any:
+    async def _finish(self, outcome: Awaitable[ExecutionResult | None]) -> Any:
         result = await outcome
         if result is not None:
             outcomes["compiled"] += 1

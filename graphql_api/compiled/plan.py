@@ -138,9 +138,10 @@ class FieldPlan:
     argument_variables: tuple[str, ...] = ()
     """The variables the field's arguments read: with the field's literals, all its converted
     arguments depend on."""
-    converted: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    converted: dict[tuple[Any, ...], dict[str, Any] | None] = field(default_factory=dict)
     """Converted arguments by the values of `argument_variables`, when they hold only
-    immutable values: shared by every parent object, and every request."""
+    immutable values: shared by every parent object, and every request (None: they hold
+    input objects or lists, and each call converts its own)."""
 
 
 @dataclass(eq=False, slots=True)

@@ -277,14 +277,14 @@ class Run:
         coerced = self.executor.variable_values.coerced
         key = tuple(coerced.get(name, _MISSING) for name in field.argument_variables)
         try:
-            converted = field.converted.get(key)
+            if key in field.converted:
+                return field.converted[key]
         except TypeError:  # a list or an input object in a variable
             return None
-        if converted is not None:
-            return converted
-        converted = self._convert_arguments(field, None)
+        converted: dict[str, Any] | None = self._convert_arguments(field, None)
+        assert converted is not None
         if not all(isinstance(value, IMMUTABLE) for value in converted.values()):
-            return None
+            converted = None  # an input object or a list, given literally
         if len(field.converted) < MAX_CONVERTED:
             field.converted[key] = converted
         return converted
