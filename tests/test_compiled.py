@@ -445,6 +445,23 @@ async def test_a_resolver_returning_an_async_iterable_is_left_to_graphql_core() 
         assert result.data == {"numbers": [1]}
 
 
+async def test_a_failure_of_the_compiled_path_itself_is_answered_by_graphql_core(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug of the executor is logged, and the operation is answered as if it had no plan.
+    (An exception while completing a value is a field error, in graphql-core too.)"""
+    from graphql_api.compiled.run import Run
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug")
+
+    before = dict(outcomes)
+    monkeypatch.setattr(Run, "_enqueue", broken)
+    await same("{ box { label items { name later } } }")
+    assert outcomes["rerun"] - before.get("rerun", 0) == 1
+    assert "Compiled execution failed" in caplog.text
+
+
 def test_plans_are_kept_per_operation_up_to_a_limit() -> None:
     cache = plan_cache(compiled._schema)
     cache.max_operations = 3

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,8 @@ from graphql_api.compiled.plan import (
     Shape,
     TypePlan,
 )
+
+log = logging.getLogger(__name__)
 
 GRAPHQL_MIN_INT = -(2**31)
 GRAPHQL_MAX_INT = 2**31 - 1
@@ -121,6 +124,10 @@ class Run:
         except Bail:
             self._discard_pending()
             return None
+        except Exception:  # a bug of this path (resolvers' errors are field errors)
+            log.exception("Compiled execution failed: graphql-core answers instead")
+            self._discard_pending()
+            return None
         if self.pending:
             return self._waves()
         return self._result()
@@ -135,6 +142,10 @@ class Run:
         except Bail:
             self._discard_pending()
             return None
+        except Exception:
+            log.exception("Compiled execution failed: graphql-core answers instead")
+            self._discard_pending()
+            return None
         return self._result()
 
     def _drain(self) -> None:
@@ -147,9 +158,10 @@ class Run:
         return ExecutionResult(self.data, [self.error] if self.error is not None else None)
 
     def _discard_pending(self) -> None:
+        """Close the coroutines created but not started yet: nothing ran, nothing to await."""
         for _, _, awaitable in self.pending:
             close = getattr(awaitable, "close", None)
-            if close is not None:  # a coroutine never started: nothing ran, nothing to await
+            if close is not None:
                 close()
         self.pending = []
 
