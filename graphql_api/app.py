@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.fastapi import GraphQLRouter
 
 from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, get_context
@@ -25,25 +26,27 @@ from graphql_api.db import Database
 from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
+from graphql_api.transport import (
+    GRAPHIQL_ASSETS_PATH,
+    GRAPHIQL_CDN,
+    GraphQLHttpRouter,
+    TransportLimits,
+    error_response,
+)
 
 REQUEST_ID_HEADER = "x-request-id"
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+"""What a browser app may send besides the CORS-safelisted headers."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-GRAPHIQL_CDN = "https://unpkg.com"
-GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
-
-
-class ApiRouter(GraphQLRouter[object, None]):
-    """The GraphQL endpoint, answering with orjson (several times faster than `json`), and
-    serving GraphiQL's scripts from this server when they are installed locally."""
+class ApiRouter(GraphQLHttpRouter):
+    """The GraphQL endpoint (transport rules in `graphql_api.transport`), serving GraphiQL's
+    scripts from this server when they are installed locally."""
 
     def __init__(self, *args: Any, local_graphiql_assets: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.local_graphiql_assets = local_graphiql_assets
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
 
     @property
     def graphql_ide_html(self) -> str:
@@ -111,7 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Todo GraphQL API",
         description="A multi-user GraphQL API over a todo schema. The API lives at /graphql.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         openapi_url=None,  # the API is GraphQL; no REST schema to publish
     )
     app.state.services = services
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         local_graphiql_assets=settings.graphiql_assets_dir is not None,
+        max_tokens=settings.max_tokens,
     )
     app.include_router(router, prefix="/graphql")
     if settings.graphiql_assets_dir is not None:
@@ -155,5 +158,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST
             )
 
-    app.add_middleware(RequestIdMiddleware)
+    async def graphql_shaped(request: Request, exc: Exception) -> Response:
+        """Refusals by FastAPI itself (a PUT on /graphql: 405) in the shape of the others."""
+        assert isinstance(exc, HTTPException)
+        if not request.url.path.startswith("/graphql"):
+            return await http_exception_handler(request, exc)
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    app.add_exception_handler(HTTPException, graphql_shaped)
+    app.add_middleware(
+        TransportLimits,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_field_bytes=settings.max_header_field_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.add_middleware(RequestIdMiddleware)  # refusals above carry the id too
+    app.add_middleware(  # outermost: preflights end here, and every answer is readable
+        CORSMiddleware,
+        allow_origins=settings.cors_allow_origins or [],
+        allow_origin_regex=settings.cors_origin_regex,
+        allow_methods=["GET", "POST"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=[REQUEST_ID_HEADER],
+        max_age=settings.cors_max_age_seconds,
+    )
     return app

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +61,27 @@ def check_production_settings(settings: Settings) -> None:
 
 
 class Passwords:
-    """argon2id hashing; checking an unknown email costs what checking a wrong password costs."""
+    """argon2id hashing; checking an unknown email costs what checking a wrong password costs.
+
+    The async methods run on a few threads of their own: off the event loop, and never more
+    hashes at once than PASSWORD_HASH_THREADS, so parallel sign-ups queue instead of each
+    taking ARGON2_MEMORY_KIB and a core.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
         )
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+        threads = settings.password_hash_threads or os.cpu_count() or 2
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.hash, password)
+
+    async def verify_async(self, password_hash: str | None, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.verify, password_hash, password)
 
     @staticmethod
     def check_strength(password: str) -> None:
@@ -167,7 +183,9 @@ class Tokens:
         """The principal of a valid token; UNAUTHENTICATED with a helpful reason otherwise."""
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.PyJWTError:
+            # Not only DecodeError: a header with an unsupported `crit` or a non-string `kid`
+            # raises InvalidTokenError (which used to escape as an HTTP 500).
             raise Unauthenticated("Malformed token.") from None
         algorithm = header.get("alg")
         if algorithm == BUILT_IN_ALGORITHM and self._secret:
@@ -179,10 +197,10 @@ class Tokens:
                 token, key, algorithm, self._settings.jwt_issuer, self._settings.jwt_audience
             )
             email = claims.get("email")
-            return Principal(
-                user_id=claims["sub"],
-                email=email if isinstance(email, str) else None,
-                external=True,
+            # Identities are keyed by (issuer, subject); without JWT_ISSUER, by the key set's URL.
+            issuer = self._settings.jwt_issuer or self._settings.jwt_jwks_url or ""
+            return Principal.of_provider(
+                issuer, claims["sub"], email if isinstance(email, str) else None
             )
         raise Unauthenticated("Token algorithm not accepted.")
 
@@ -213,7 +231,7 @@ class Tokens:
             raise Unauthenticated("Token audience not accepted.") from None
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthenticated(f"Token lacks the `{exc.claim}` claim.") from None
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:  # any other defect of the token or its key (PyJWKError too)
             raise Unauthenticated("Invalid token.") from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:

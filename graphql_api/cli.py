@@ -44,7 +44,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,  # the app configures logging (request ids, JSON) for everything
         access_log=args.access_log,
+        # Bound the request head while it is parsed (a GET's query string is part of it); see
+        # graphql_api/bounded_http.py for httptools, which uvicorn leaves unbounded.
+        http=_http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes + settings.max_body_bytes,
     )
+
+
+def _http_protocol() -> str:
+    """uvicorn's default parser, httptools, with a head limit; h11 when it is not installed."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "graphql_api.bounded_http:BoundedHttpToolsProtocol"
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
 from graphql_api.settings import Settings
-from graphql_api.users.repository import provision_user, user_exists
+from graphql_api.users.repository import external_user_id, provision_user, user_exists
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -161,7 +161,15 @@ class Principal:
 
     user_id: str
     email: str | None = None
-    external: bool = False  # from the identity provider: provisioned on first sight
+    # An identity provider's token names (issuer, subject): provisioned on first sight, under
+    # an id derived from the pair, so a provider's `sub` never acts as a built-in account.
+    issuer: str | None = None
+    subject: str | None = None
+
+    @classmethod
+    def of_provider(cls, issuer: str, subject: str, email: str | None) -> Principal:
+        user_id = external_user_id(issuer, subject)
+        return cls(user_id=user_id, email=email, issuer=issuer, subject=subject)
 
 
 class RequestDb:
@@ -255,7 +263,7 @@ class RequestDb:
     def _discard_connection(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            connection.info.pop("statement_counter", None)
+            _forget_counter(connection)
             with suppress(sa.exc.DBAPIError):
                 connection.close()
 
@@ -292,15 +300,16 @@ class RequestDb:
         if not scope_to_user(connection, user_id, check_exists=True):
             principal = self.principal
             assert principal is not None
-            if not principal.external:
+            if principal.issuer is None or principal.subject is None:
                 raise Unauthenticated("The account of this token no longer exists.")
+            identity = (principal.issuer, principal.subject, principal.email)
             if writing:
-                provision_user(connection, user_id, principal.email)
+                provision_user(connection, *identity)
             else:  # reads are never committed: provision in a short write of its own
                 connection.rollback()
                 with _write_transaction(connection):
                     scope_to_user(connection, user_id)
-                    provision_user(connection, user_id, principal.email)
+                    provision_user(connection, *identity)
                 connection.begin()
                 scope_to_user(connection, user_id)
         self._user_known = True
@@ -322,7 +331,7 @@ class RequestDb:
         """Give the connection back (an open read transaction is rolled back)."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            connection.info.pop("statement_counter", None)
+            _forget_counter(connection)
             async with self._lock:
                 with suppress(sa.exc.DBAPIError):  # a dead connection has nothing to give back
                     await self._database.run(connection.close)
@@ -335,6 +344,14 @@ async def _finished(work: asyncio.Future[Any]) -> None:
             await asyncio.wait([work])
     if not work.cancelled():
         work.exception()  # retrieved: nobody awaits this outcome any more
+
+
+def _forget_counter(connection: Connection) -> None:
+    """Detach the request's statement counter. An invalidated connection would reconnect to
+    reach its `info` (and fail while the server is down); its pool entry clears `info` itself
+    when it next connects."""
+    if not connection.invalidated:
+        connection.info.pop("statement_counter", None)
 
 
 def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = False) -> bool:

@@ -161,18 +161,39 @@ class UserFields(SQLModel):
     _strip_name = field_validator("name", mode="before")(_strip)
 
 
+BUILT_IN = "issuer IS NULL"
+"""The rows of built-in accounts (signUp, `graphql-api token --create`): not from a provider."""
+
+
 class User(UserFields, table=True):
     """An account: created by `signUp`, or provisioned from an external identity provider."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        # Emails are never verified, so they identify built-in accounts only: a provider's
+        # identity is its (issuer, subject), and a built-in email can neither block nor
+        # capture it.
+        sa.Index(
+            "uq_users_email_built_in",
+            "email",
+            unique=True,
+            postgresql_where=sa.text(BUILT_IN),
+            sqlite_where=sa.text(BUILT_IN),
+        ),
+        sa.UniqueConstraint("issuer", "subject"),
+        sa.CheckConstraint(
+            "(issuer IS NULL AND subject IS NULL) OR "
+            "(issuer IS NOT NULL AND subject IS NOT NULL AND password_hash IS NULL)",
+            name="external_identity",
+        ),
+    )
 
     id: str = Field(
         primary_key=True,
         max_length=255,
-        description="The user's identifier: generated, or the external provider's subject.",
+        description="The user's identifier: generated, or derived from the provider identity.",
     )
     email: str = Field(
-        unique=True,
         max_length=EMAIL_MAX,
         description="The email address, stored lower-cased so it is unique ignoring case.",
     )
@@ -180,6 +201,14 @@ class User(UserFields, table=True):
         default=None,
         max_length=255,
         description="argon2id hash; null for users of an external identity provider.",
+    )
+    issuer: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The identity provider (`iss`) of a provisioned user; null for built-in ones.",
+    )
+    subject: str | None = Field(
+        default=None, max_length=255, description="The provider's `sub` of a provisioned user."
     )
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
@@ -413,14 +442,15 @@ class IdempotencyKey(SQLModel, table=True):
 
 
 class SignInThrottle(SQLModel, table=True):
-    """Failed sign-ins per email and per client address, shared by every worker process."""
+    """Sign-in and sign-up attempts per key (email, email and address, address), shared by every
+    worker process (see `graphql_api.users.throttle`)."""
 
     __tablename__ = "sign_in_throttles"
 
     key: str = Field(
-        primary_key=True, max_length=64, description="SHA-256 of `email:...` or `address:...`."
+        primary_key=True, max_length=64, description="SHA-256 of `<kind>:<email or address>`."
     )
-    failures: int = Field(default=0, description="Failures in the current window.")
+    failures: int = Field(default=0, description="Attempts counted in the current window.")
     window_started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     blocked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 

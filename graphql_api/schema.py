@@ -1,31 +1,16 @@
-"""The schema: the domains' queries and mutations merged, `node`, and the request guards."""
+"""The schema: the domains' queries and mutations merged, `node`, and error formatting."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
-from contextlib import suppress
 from functools import lru_cache
 from typing import Annotated, Any
 
 import strawberry
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, Visitor, parse, visit
-from graphql.language import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    SelectionSetNode,
-    StringValueNode,
-)
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxTokensLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -34,11 +19,13 @@ from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
-from graphql_api.errors import ApiError, BadUserInput, NotFound, Unauthenticated
-from graphql_api.limits import cost_limit, fragments_of, selected_operation, validation_limits
+from graphql_api.errors import ApiError, NotFound
+from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, guard
+from graphql_api.limits import ShapeLimits
 from graphql_api.loaders import load_existing
 from graphql_api.observability import MetricsExtension
 from graphql_api.relay import Node, decode_id, parse_uuid
+from graphql_api.scalars import SCALAR_OVERRIDES
 from graphql_api.settings import Settings
 from graphql_api.tags.mutations import TagMutations
 from graphql_api.tags.queries import TagQueries
@@ -51,10 +38,9 @@ from graphql_api.users.mutations import UserMutations
 from graphql_api.users.queries import UserQueries
 from graphql_api.users.types import User
 
-log = logging.getLogger(__name__)
+__all__ = ["PUBLIC_ROOT_FIELDS", "build_schema", "schema"]
 
-PUBLIC_ROOT_FIELDS = frozenset({"signUp", "signIn", "__schema", "__type", "__typename"})
-"""Root fields that work without a token. Everything else answers UNAUTHENTICATED."""
+log = logging.getLogger(__name__)
 
 
 async def _load_node(info: Info, type_name: str, raw_id: str) -> Node:
@@ -101,143 +87,87 @@ class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations
     pass
 
 
-def _root_fields(
-    selection_set: SelectionSetNode,
-    fragments: dict[str, FragmentDefinitionNode],
-    seen: frozenset[str] = frozenset(),
-) -> Iterator[str]:
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection.name.value
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-            fragment = fragments[selection.name.value]
-            yield from _root_fields(fragment.selection_set, fragments, seen | {fragment.name.value})
-
-
-class RequireAuthentication(SchemaExtension):
-    """No token, no data: an operation selecting any non-public root field is refused whole."""
-
-    def on_execute(self) -> Iterator[None]:
-        execution = self.execution_context
-        context: Context = execution.context
-        document = execution.graphql_document
-        if context.principal is None and document is not None:
-            operation = selected_operation(document, execution.operation_name)
-            if operation is not None:
-                fields = set(_root_fields(operation.selection_set, fragments_of(document)))
-                if fields - PUBLIC_ROOT_FIELDS:
-                    error = context.auth_error or Unauthenticated(
-                        "Sign in first: send `Authorization: Bearer <token>`."
-                    )
-                    execution.result = GraphQLExecutionResult(
-                        data=None,
-                        errors=[GraphQLError(error.message, extensions=error.extensions)],
-                    )
-        yield
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
-class RefuseNulCharacters(SchemaExtension):
-    """Text with NUL characters cannot be stored (PostgreSQL refuses it): refuse it up front,
-    in variables and in literals alike, as the client's mistake it is."""
-
-    def on_execute(self) -> Iterator[None]:
-        execution = self.execution_context
-        document, query = execution.graphql_document, execution.query or ""
-        literals: list[str] = []
-        # Only an escape (\u0000, \u{0}) or a raw NUL can put one in a literal: most queries
-        # have neither, and are spared walking their syntax tree (about 0.3 ms).
-        if document is not None and ("\\u" in query or "\x00" in query):
-            literals = _string_literals(document)
-        if execution.result is None and (_has_nul(execution.variables) or _has_nul(literals)):
-            error = BadUserInput("Text may not contain NUL (\\u0000) characters.")
-            execution.result = GraphQLExecutionResult(
-                data=None, errors=[GraphQLError(error.message, extensions=error.extensions)]
-            )
-        yield
-
-
-def _string_literals(document: DocumentNode) -> list[str]:
-    found: list[str] = []
-
-    class Collect(Visitor):
-        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-            found.append(node.value)
-
-    visit(document, Collect())
-    return found
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+VARIABLE_FIELD = re.compile(r"^Variable '\$\w+' has invalid value at [^:]*\.(\w+)(?:\[\d+\])*:")
+VARIABLE_VALUE_ERROR = re.compile(
+    r"^Variable '\$\w+' (has invalid|of required type|of non-null type)"
+)
 
 
 def _code_of(error: GraphQLError) -> str:
+    """The code of an error graphql-core raised without one: validation errors got theirs
+    when validated, so what is left is a syntax error or a bad variable value."""
+    if error.message.startswith("Syntax Error: Document contains more than"):
+        return "QUERY_TOO_COMPLEX"
     if error.message.startswith("Syntax Error"):
         return "GRAPHQL_PARSE_FAILED"
-    if error.message.startswith("Variable '$"):
+    if VARIABLE_VALUE_ERROR.match(error.message):
         return "BAD_USER_INPUT"
     return "GRAPHQL_VALIDATION_FAILED"
 
 
+def _cause_extensions(error: GraphQLError) -> dict[str, Any]:
+    """The extensions of the API error or coded GraphQL error behind `error`, if any: a bad
+    scalar value deep in a variable is reported by graphql-core around the scalar's error."""
+    cause = error.original_error
+    while cause is not None:
+        extensions = getattr(cause, "extensions", None)
+        if extensions and "code" in extensions:
+            return dict(extensions)
+        cause = getattr(cause, "original_error", None)
+    return {}
+
+
 def is_unexpected(error: GraphQLError) -> bool:
-    """An error that is not the client's doing: a bug or an outage, to be masked and logged."""
+    """An error that is not the client's doing: a bug or an outage, to be masked and logged.
+    Errors found while validating carry their code already and never are: graphql-core keeps
+    the exception a scalar raised on a bad literal (a 5,000-digit Int) as their cause."""
     original = error.original_error
-    return original is not None and not isinstance(original, (ApiError, GraphQLError))
+    if original is None or isinstance(original, (ApiError, GraphQLError)):
+        return False
+    return "code" not in (error.extensions or {})
 
 
-class FormatErrors(SchemaExtension):
-    """Every error gets an `extensions.code`; unexpected ones are masked (no stack, no SQL)."""
+def error_formatter(*, suggestions: bool) -> type[SchemaExtension]:
+    """An extension giving every error an `extensions.code` and masking unexpected ones (no
+    stack, no SQL); without `suggestions` (production), no "Did you mean" hints."""
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        context = self.execution_context.context
-        request_id = getattr(context, "request_id", None)
-        result.errors = [self._format(error, request_id) for error in result.errors]
+    class FormatErrors(SchemaExtension):
+        def on_operation(self) -> Iterator[None]:
+            yield
+            result = self.execution_context.result
+            if result is None or not result.errors:
+                return
+            request_id = getattr(self.execution_context.context, "request_id", None)
+            result.errors = [self._format(error, request_id) for error in result.errors]
 
-    @staticmethod
-    def _format(error: GraphQLError, request_id: str | None) -> GraphQLError:
-        if is_unexpected(error):
+        @staticmethod
+        def _format(error: GraphQLError, request_id: str | None) -> GraphQLError:
+            if is_unexpected(error):
+                return GraphQLError(
+                    "Internal server error.",
+                    nodes=error.nodes,
+                    path=error.path,
+                    extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                )
+            extensions = {**_cause_extensions(error), **(error.extensions or {})}
+            extensions.setdefault("code", _code_of(error))
+            if "field" not in extensions and (field := VARIABLE_FIELD.match(error.message)):
+                extensions["field"] = field.group(1)  # the input field graphql-core names
+            extensions["requestId"] = request_id
+            message = error.message if suggestions else SUGGESTION.sub("", error.message)
+            # A new error: validation errors are cached and shared by every request.
             return GraphQLError(
-                "Internal server error.",
+                message,
                 nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
                 path=error.path,
-                extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                original_error=error.original_error,
+                extensions=extensions,
             )
-        extensions = dict(error.extensions or {})
-        extensions.setdefault("code", _code_of(error))
-        extensions["requestId"] = request_id
-        error.extensions = extensions
-        return error
 
-
-@lru_cache(maxsize=512)
-def _parse(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
-    return parse(query, **dict(options))
-
-
-class CachedParser(SchemaExtension):
-    """Parse each distinct query text once. Strawberry's ParserCache raises syntax errors from
-    its hook, past the extensions that format errors; this one leaves invalid queries to
-    Strawberry's own parse, which reports them as usual."""
-
-    def on_parse(self) -> Iterator[None]:
-        execution = self.execution_context
-        if execution.query is not None:
-            with suppress(GraphQLError):
-                options = tuple(sorted(execution.parse_options.items()))
-                execution.graphql_document = _parse(execution.query, options)
-        yield
+    return FormatErrors
 
 
 class ApiSchema(strawberry.Schema):
@@ -278,6 +208,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         max_tokens=settings.max_tokens,
         max_directives=settings.max_directives,
         max_cost=settings.max_cost,
+        max_field_repeats=settings.max_field_repeats,
         introspection=settings.introspection,
         suggestions=settings.environment != "production",
         compiled=settings.compiled_execution,
@@ -292,30 +223,30 @@ def _build_schema(
     max_tokens: int,
     max_directives: int,
     max_cost: int,
+    max_field_repeats: int,
     introspection: bool,
     suggestions: bool,
     compiled: bool = True,
 ) -> strawberry.Schema:
-    extensions: list[Any] = [
-        MetricsExtension,
-        FormatErrors,
-        RequireAuthentication,
-        RefuseNulCharacters,
-        CachedParser,
-        validation_limits(
-            max_depth=max_depth, max_aliases=max_aliases, max_directives=max_directives
+    limits = GuardSettings(
+        shape=ShapeLimits(
+            max_depth=max_depth,
+            max_aliases=max_aliases,
+            max_fields=max_cost,
+            max_field_repeats=max_field_repeats,
         ),
-        lambda: ValidationCache(maxsize=512),
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        cost_limit(max_cost),
-    ]
-    if not introspection:
-        extensions.append(DisableIntrospection)
+        max_tokens=max_tokens,
+        max_directives=max_directives,
+        max_cost=max_cost,
+        introspection=introspection,
+        suggestions=suggestions,
+    )
     return ApiSchema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
+        extensions=[MetricsExtension, error_formatter(suggestions=suggestions), guard(limits)],
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
+        scalar_overrides=SCALAR_OVERRIDES,
         execution_context_class=ApiExecutor if compiled else None,
     )
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+"""Browser origins on this machine, any port: allowed by default in development."""
 
 
 class Settings(BaseSettings):
@@ -77,9 +80,19 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(
         65536, ge=64, description="argon2id memory per password hash, in KiB."
     )
+    password_hash_threads: int = Field(
+        0,
+        ge=0,
+        description="Password hashes and checks run at once, per process (each holds "
+        "ARGON2_MEMORY_KIB); the rest wait their turn. 0: the number of cores.",
+    )
 
-    sign_in_max_failures_per_email: int = Field(
-        5, ge=1, description="Failed sign-ins for one email before it is blocked for a while."
+    sign_in_max_failures_per_email_and_address: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins for one email from one client address before that pair is "
+        "blocked for a while. An email alone is never blocked (its owner must get in): its "
+        "failures slow every attempt down instead.",
     )
     sign_in_max_failures_per_address: int = Field(
         20, ge=1, description="Failed sign-ins from one client address before it is blocked."
@@ -89,7 +102,14 @@ class Settings(BaseSettings):
     sign_in_slowdown_seconds: float = Field(
         0.5,
         ge=0,
-        description="Delay added to a failed sign-in per failure beyond the second (max 8x).",
+        description="Delay before checking any password of an email with failures, per failure "
+        "beyond the second (doubling, at most 8x).",
+    )
+    sign_up_max_per_address: int = Field(
+        10, ge=1, description="Sign-ups from one client address per window."
+    )
+    sign_up_window_seconds: int = Field(
+        3600, gt=0, description="The sign-up window; past the limit, an address waits this long."
     )
 
     use_dataloaders: bool = Field(
@@ -115,6 +135,15 @@ class Settings(BaseSettings):
         True, description="Answer introspection (client code generators need it)."
     )
 
+    cors_allow_origins: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Browser origins allowed to call the API (comma-separated, `*` for any). "
+        "Unset: local origins on any port in development, none in production.",
+    )
+    cors_max_age_seconds: int = Field(
+        600, ge=0, description="How long browsers may cache a CORS preflight answer."
+    )
+
     max_depth: int = Field(8, ge=1, description="Deepest field nesting an operation may use.")
     max_aliases: int = Field(15, ge=0, description="Aliases per operation.")
     max_tokens: int = Field(1000, ge=1, description="Lexical tokens per operation.")
@@ -122,16 +151,43 @@ class Settings(BaseSettings):
     max_cost: int = Field(
         5000,
         ge=1,
-        description="Estimated fields an operation may resolve; lists multiply by their page size.",
+        description="Estimated fields an operation may resolve; lists multiply by their page "
+        "size. Also bounds the fields a document selects once its fragments are expanded.",
+    )
+    max_field_repeats: int = Field(
+        30,
+        ge=1,
+        description="Times one field (response key) may be selected in one selection set, "
+        "fragments included: validation compares such fields pairwise.",
     )
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest total size of a request's headers, in bytes."
+    )
+    max_header_field_bytes: int = Field(
+        8 * 1024, ge=256, description="Largest single request header (name and value), in bytes."
     )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: one JSON object per log line, for log collectors."
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def cors_origin_regex(self) -> str | None:
+        """The pattern of origins allowed when none are listed (development only)."""
+        if self.cors_allow_origins is None and self.environment != "production":
+            return LOCAL_ORIGINS
+        return None
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -30,6 +30,15 @@ def free_port() -> int:
 @contextmanager
 def running_server(database_url: str, log: Path, **env: str) -> Iterator[str]:
     """The API under uvicorn, in a process of its own; yields its base URL."""
+    with live_server(database_url, log, **env) as (base, _):
+        yield base
+
+
+@contextmanager
+def live_server(
+    database_url: str, log: Path, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The API under uvicorn, in a process of its own; yields its base URL and process."""
     migrate(make_settings(database_url))
     port = free_port()
     environment = {
@@ -57,10 +66,20 @@ def running_server(database_url: str, log: Path, **env: str) -> Iterator[str]:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
-        yield base
+        yield base, process
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:  # a server stuck in a loop ignores SIGTERM
+            process.kill()
+            process.wait(10)
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """CPU time (user + system) a live process has used so far, from /proc."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sign_up(base: str, email: str) -> str:

@@ -70,6 +70,10 @@ class Cluster:
     def restart(self) -> None:
         self._ctl("restart")
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data for `start`."""
+        self._ctl("stop")
+
     def stop(self) -> None:
         try:
             self._ctl("stop")

@@ -58,6 +58,8 @@ async def test_email_is_unique_ignoring_case(api: Api) -> None:
         ("short@example.com", "1234567", "password"),
         ("not-an-email", "password123", "email"),
         ("a@b", "password123", "email"),
+        ("someone@users.invalid", "password123", "email"),  # where placeholders live
+        ("me@host.localhost", "password123", "email"),
     ],
 )
 async def test_sign_up_refuses_bad_credentials(
@@ -374,3 +376,93 @@ async def test_an_hs256_token_signed_with_the_public_key_is_refused(
     signature = hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
     response = await external_api.execute(ME, token=f"{header}.{body}.{b64(signature)}")
     assert response.codes == ["UNAUTHENTICATED"]
+
+
+# --- provider identities: keyed by (issuer, subject), never by an unverified email -----------
+
+
+async def test_a_built_in_account_cannot_squat_a_provider_users_email(
+    external_api: Api, provider: Provider
+) -> None:
+    squatter = await external_api.sign_up("ext@example.com", password="squatter-password")
+    (
+        await external_api.execute(
+            'mutation { createTask(input: {title: "mine"}) { id } }', as_user=squatter
+        )
+    ).ok()
+
+    me = (await external_api.execute(ME, token=provider.token(email="Ext@Example.com"))).ok()
+    assert me["me"]["email"] == "ext@example.com"
+    assert me["me"]["id"] != squatter.id  # neither blocked nor captured
+    tasks = await external_api.execute("{ tasks { totalCount } }", token=provider.token())
+    assert tasks.ok() == {"tasks": {"totalCount": 0}}
+
+    signed_in = await external_api.execute(
+        'mutation { signIn(input: {email: "ext@example.com", password: "squatter-password"})'
+        " { user { id } } }"
+    )
+    assert signed_in.ok()["signIn"]["user"]["id"] == squatter.id  # still only its own account
+
+
+async def test_a_provider_user_is_never_found_by_email(
+    external_api: Api, provider: Provider
+) -> None:
+    (await external_api.execute(ME, token=provider.token(email="first@example.com"))).ok()
+    for password in ("", "password123"):  # it has no password, and is not a built-in account
+        response = await external_api.execute(
+            'mutation($p: String!) { signIn(input: {email: "first@example.com", password: $p})'
+            " { token } }",
+            {"p": password},
+        )
+        assert response.codes == ["UNAUTHENTICATED"]
+    # Nor does its unverified email reserve anything among built-in accounts.
+    built_in = await external_api.sign_up("first@example.com")
+    me = await external_api.execute(ME, token=provider.token(email="first@example.com"))
+    assert me.ok()["me"]["id"] != built_in.id
+
+
+async def test_the_placeholder_email_cannot_be_claimed(
+    external_api: Api, provider: Provider
+) -> None:
+    for email in ("ext-user-1@users.invalid", "EXT-USER-1@users.invalid "):
+        claimed = await external_api.execute(
+            'mutation($e: String!) { signUp(input: {email: $e, password: "password123"})'
+            " { token } }",
+            {"e": email},
+        )
+        assert claimed.codes == ["BAD_USER_INPUT"]
+    me = (await external_api.execute(ME, token=provider.token(email=None))).ok()["me"]
+    assert me["email"].endswith("@users.invalid")
+
+
+async def test_a_provider_subject_equal_to_a_built_in_id_is_another_user(
+    external_api: Api, provider: Provider
+) -> None:
+    from graphql_api.relay import decode_id
+
+    victim = await external_api.sign_up("victim@example.com")
+    (
+        await external_api.execute(
+            'mutation { createTask(input: {title: "secret"}) { id } }', as_user=victim
+        )
+    ).ok()
+    _, victim_id = decode_id(victim.id)
+
+    token = provider.token(sub=victim_id, email="victim@example.com")
+    me = (await external_api.execute(ME, token=token)).ok()["me"]
+    assert me["id"] != victim.id
+    tasks = await external_api.execute("{ tasks { totalCount } }", token=token)
+    assert tasks.ok() == {"tasks": {"totalCount": 0}}
+
+
+async def test_provider_identities_cost_no_extra_statement_once_provisioned(
+    external_api: Api, provider: Provider
+) -> None:
+    token = provider.token(sub="counted")
+    (await external_api.execute(ME, token=token)).ok()
+    account = await external_api.sign_up()
+    with external_api.count_statements() as external:
+        (await external_api.execute(ME, token=token)).ok()
+    with external_api.count_statements() as built_in:
+        (await external_api.execute(ME, as_user=account)).ok()
+    assert external.count == built_in.count

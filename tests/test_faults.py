@@ -137,6 +137,30 @@ def cluster() -> Iterator[pgcluster.Cluster]:
     cluster.stop()
 
 
+async def test_a_connection_lost_with_the_server_is_service_unavailable(
+    cluster: pgcluster.Cluster,
+) -> None:
+    """A request's connection dies with the server; the next statement must answer
+    SERVICE_UNAVAILABLE, not fail while giving the dead connection back."""
+    database = Database(make_settings(cluster.url))
+    db = database.request(None)
+
+    def select_one(conn: sa.Connection) -> int:
+        return int(conn.execute(sa.text("SELECT 1")).scalar_one())
+
+    try:
+        assert await db.read_public(select_one) == 1
+        cluster.pause()
+        with pytest.raises(ServiceUnavailable):
+            await db.write_public(select_one)
+        with pytest.raises(ServiceUnavailable):
+            await db.read_public(select_one)
+        await db.close()
+    finally:
+        cluster.start()
+        database.dispose()
+
+
 @pytest.fixture
 def server(cluster: pgcluster.Cluster, tmp_path: Path) -> Iterator[str]:
     """The API under uvicorn, in a process of its own, on the throwaway cluster."""

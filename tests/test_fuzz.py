@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from graphql_api.cli import PROJECT_ROOT
 from tests import live
 from tests.conftest import TEST_DATABASE_URL, throwaway_postgresql_database
+from tests.malformed import CASES, Case, check_refusal
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 schema = schemathesis.graphql.from_path(PROJECT_ROOT / "schema.graphql")
@@ -88,3 +89,13 @@ def test_the_fuzzer_targets_every_root_field() -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
     assert Path(PROJECT_ROOT / "schema.graphql").exists()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_malformed_transport_gets_a_coded_4xx_from_the_live_server(
+    case: Case, server: tuple[str, str]
+) -> None:
+    """The hand-written transport cases of tests/malformed.py, through uvicorn's own parser."""
+    url, _ = server
+    async with httpx.AsyncClient(timeout=10) as client:
+        check_refusal(case, await case.send(client, url))

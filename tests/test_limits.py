@@ -20,6 +20,7 @@ LIMITS = {
     "max_tokens": 40,
     "max_directives": 2,
     "max_cost": 50,
+    "max_field_repeats": 36,
     "max_body_bytes": 2048,
 }
 

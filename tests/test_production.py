@@ -26,6 +26,40 @@ async def test_field_suggestions_are_off_in_production(production: Api, api: Api
     assert "Did you mean 'tasks'" in helpful.errors[0]["message"]
 
 
+NAME_TYPOS = [
+    "{ tsks { totalCount } }",  # a field
+    "{ tasks(frist: 1) { totalCount } }",  # an argument
+    "{ tasks(filter: {priority: HIG}) { totalCount } }",  # an enum value
+    "query($f: TaskFiltr) { tasks(filter: $f) { totalCount } }",  # a type
+    "{ tasks(filter: {completd: true}) { totalCount } }",  # an input field
+    'mutation { signUp(input: {emial: "a@example.com", password: "password123"}) { token } }',
+]
+
+
+@pytest.mark.parametrize("typo", NAME_TYPOS)
+async def test_no_suggestion_of_any_kind_in_production(
+    backend: Backend, api: Api, typo: str
+) -> None:
+    settings = make_settings(backend.app_url, environment="production", introspection=False)
+    async with serve(settings) as production:
+        account = await production.sign_up()
+        quiet = await production.execute(typo, as_user=account)
+        assert quiet.errors, quiet.body
+        assert all("Did you mean" not in error["message"] for error in quiet.errors), quiet.body
+    helpful = await api.execute(typo, as_user=await api.sign_up())
+    assert any("Did you mean" in error["message"] for error in helpful.errors), helpful.body
+
+
+async def test_a_misspelt_enum_in_a_variable_gets_no_suggestion_in_production(
+    production: Api,
+) -> None:
+    account = await production.sign_up()
+    query = "query($p: Priority) { tasks(filter: {priority: $p}) { totalCount } }"
+    response = await production.execute(query, {"p": "HIG"}, as_user=account)
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert "Did you mean" not in response.errors[0]["message"]
+
+
 async def test_introspection_stays_on_by_default_in_production(production: Api) -> None:
     assert (await production.execute("{ __schema { queryType { name } } }")).ok()
 

@@ -9,6 +9,7 @@ import strawberry
 
 from graphql_api import models
 from graphql_api.context import Info
+from graphql_api.errors import BadUserInput
 from graphql_api.loaders import load_existing
 from graphql_api.relay import (
     After,
@@ -23,6 +24,9 @@ from graphql_api.relay import (
 )
 from graphql_api.tasks import repository as tasks
 from graphql_api.tasks.types import OrderDirection, Task, TaskStats
+
+MAX_SEARCH_CHARS = models.DESCRIPTION_MAX
+"""No longer text can be contained in a title or description."""
 
 
 @strawberry.input(description="Conditions on listed tasks: a task is listed if it meets all given.")
@@ -44,13 +48,20 @@ class TaskFilter:
     )
     search: str | None = strawberry.field(
         default=None,
-        description="Only tasks whose title or description contains this text, ignoring case.",
+        description="Only tasks whose title or description contains this text, ignoring case "
+        f"(at most {MAX_SEARCH_CHARS} characters).",
     )
     deleted: bool = strawberry.field(
         default=False, description="List the trash (deleted tasks) instead of live tasks."
     )
 
     def to_filter(self) -> tasks.TaskFilter:
+        if self.search is not None and len(self.search) > MAX_SEARCH_CHARS:
+            # Longer than any title or description could match, and SQLite refuses LIKE
+            # patterns past 50,000 bytes ("LIKE or GLOB pattern too complex").
+            raise BadUserInput(
+                f"`search`: use at most {MAX_SEARCH_CHARS} characters.", field="search"
+            )
         return tasks.TaskFilter(
             completed=self.completed,
             priority=self.priority,

@@ -52,10 +52,17 @@ class UserMutations:
         input: Annotated[SignUpInput, strawberry.argument(description="The account.")],
     ) -> AuthPayload:
         context = info.context
+        settings = context.services.settings
         passwords = context.services.passwords
         passwords.check_strength(input.password)
         email = users.normalise_email(input.email)
-        password_hash = await asyncio.to_thread(passwords.hash, input.password)
+        # Counted before hashing, so a flood from one address costs one statement each.
+        await context.db.write_public(
+            throttle.count_attempt,
+            throttle.sign_up_policy(settings),
+            [throttle.sign_up(settings, context.client_address)],
+        )
+        password_hash = await passwords.hash_async(input.password)
         row = await context.db.write_public(
             users.create_user, email=email, name=input.name, password_hash=password_hash
         )
@@ -72,19 +79,20 @@ class UserMutations:
     ) -> AuthPayload:
         context = info.context
         settings = context.services.settings
-        email = input.email.strip().lower()
-        attempt = throttle.subjects(settings, email, context.client_address)
-        await context.db.read_public(throttle.check_not_blocked, [s.key for s in attempt])
-        row = await context.db.read_public(users.find_user_by_email, email)
-        password_hash = row["password_hash"] if row is not None else None
-        verified = await asyncio.to_thread(
-            context.services.passwords.verify, password_hash, input.password
+        email = users.email_key(input.email)
+        attempt = throttle.sign_in(settings, email, context.client_address)
+        _, _, email_count = await context.db.write_public(
+            throttle.count_attempt, throttle.sign_in_policy(settings), attempt.subjects
         )
+        row = await context.db.read_public(users.find_user_by_email, email)
+        if delay := throttle.slowdown(settings, email_count - 1):
+            await context.db.close()  # no pooled connection held while waiting
+            await asyncio.sleep(delay)
+        password_hash = row["password_hash"] if row is not None else None
+        verified = await context.services.passwords.verify_async(password_hash, input.password)
         if row is None or not verified:
-            failures = await context.db.write_public(throttle.record_failure, settings, attempt)
-            await asyncio.sleep(throttle.slowdown(settings, failures))
             raise Unauthenticated(WRONG_CREDENTIALS)
-        await context.db.write_public(throttle.clear, attempt)
+        await context.db.write_public(throttle.succeeded, attempt)
         return _payload(context, row)
 
     @strawberry.mutation(description="Change your account.")

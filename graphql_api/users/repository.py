@@ -3,6 +3,8 @@ sign-up, sign-in and provisioning, which happen before there is a user to scope 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,18 +14,42 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from graphql_api.errors import BadUserInput, Conflict, NotFound, Unauthenticated
+from graphql_api.errors import BadUserInput, Conflict, NotFound
 from graphql_api.models import EMAIL_MAX, USERS, UserFields, utcnow
 from graphql_api.validation import changes_of, check_unchanged, validate
 
+RESERVED_DOMAINS = ("invalid", "localhost", "test", "example")
+"""Top-level domains that never receive mail (RFC 2606); `.invalid` holds our placeholders."""
+PLACEHOLDER_DOMAIN = "users.invalid"
+EXTERNAL_ID_PREFIX = "idp_"
+
+
+def email_key(email: str) -> str:
+    """The form every lookup and throttle key uses: trimmed and lower-cased."""
+    return email.strip().lower()
+
 
 def normalise_email(email: str) -> str:
-    """Trimmed and lower-cased, so that addresses are unique ignoring case."""
-    email = email.strip().lower()
+    """The email of a new account: trimmed and lower-cased, so that addresses are unique
+    ignoring case; BAD_USER_INPUT unless it looks deliverable."""
+    email = email_key(email)
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or len(email) > EMAIL_MAX or " " in email:
+    if (
+        not local
+        or "." not in domain
+        or len(email) > EMAIL_MAX
+        or " " in email
+        or domain.rsplit(".", 1)[-1] in RESERVED_DOMAINS
+    ):
         raise BadUserInput("`email`: not a valid email address.", field="email")
     return email
+
+
+def external_user_id(issuer: str, subject: str) -> str:
+    """The user id of a provider identity: derived from (issuer, subject), so it never equals a
+    built-in account's id (or another provider's), and needs no lookup to find."""
+    digest = hashlib.sha256(json.dumps([issuer, subject]).encode()).hexdigest()
+    return EXTERNAL_ID_PREFIX + digest
 
 
 # --- scoped ----------------------------------------------------------------------------------
@@ -72,7 +98,9 @@ def delete_user(conn: Connection, user_id: str) -> bool:
 
 
 def find_user_by_email(conn: Connection, email: str) -> RowMapping | None:
-    query = sa.select(USERS).where(USERS.c.email == email)
+    """The built-in account of this email. Provisioned users are never found by email: theirs
+    is unverified, and they sign in through their provider only."""
+    query = sa.select(USERS).where(USERS.c.email == email, USERS.c.issuer.is_(None))
     return conn.execute(query).mappings().first()
 
 
@@ -81,24 +109,28 @@ def user_exists(conn: Connection, user_id: str) -> bool:
     return conn.execute(query).first() is not None
 
 
-def provision_user(conn: Connection, user_id: str, email: str | None) -> None:
-    """Create the user of an external token, unless a concurrent request just did (race-safe)."""
+def provision_user(conn: Connection, issuer: str, subject: str, email: str | None) -> None:
+    """Create the user of a provider identity, unless a concurrent request just did (race-safe).
+
+    The token's email is shown, never trusted: it is unique nowhere and links to nothing, so an
+    account that signed up with it can neither block nor capture this identity."""
+    user_id = external_user_id(issuer, subject)
+    email = email_key(email or "")
+    if "@" not in email or len(email) > EMAIL_MAX:
+        email = f"{user_id}@{PLACEHOLDER_DOMAIN}"
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     statement = insert(USERS).values(
         id=user_id,
-        email=(email or f"{user_id}@users.invalid").strip().lower(),
+        email=email,
         name="",
         password_hash=None,
+        issuer=issuer,
+        subject=subject,
         created_at=now,
         updated_at=now,
     )
-    try:
-        conn.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
-    except sa.exc.IntegrityError as exc:
-        raise Unauthenticated(
-            "This identity's email belongs to another account: sign in with that account."
-        ) from exc
+    conn.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 
 
 def create_user(
@@ -107,16 +139,15 @@ def create_user(
     email: str,
     name: str = "",
     password_hash: str | None = None,
-    user_id: str | None = None,
 ) -> RowMapping:
-    """Insert a user; CONFLICT if the email is taken."""
+    """Insert a built-in account; CONFLICT if another built-in account has the email."""
     fields = validate(UserFields, {"name": name})
     email = normalise_email(email)
     now = utcnow()
     statement = (
         sa.insert(USERS)
         .values(
-            id=user_id or str(uuid.uuid4()),
+            id=str(uuid.uuid4()),
             email=email,
             name=fields.name,
             password_hash=password_hash,

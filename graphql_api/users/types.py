@@ -21,6 +21,8 @@ from graphql_api.tasks.types import Task
     exclude={
         "id": "exposed as the opaque global `id` of Node",
         "password_hash": "a secret: never leaves the server",
+        "issuer": "how the server keys provider identities, not part of the API",
+        "subject": "how the server keys provider identities, not part of the API",
     },
 )
 class User(Node):
