@@ -19,6 +19,7 @@ from graphql_api.errors import Unauthenticated
 from graphql_api.loaders import Loaders
 from graphql_api.observability import Metrics
 from graphql_api.settings import Settings
+from graphql_api.sql import AnyRow
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,7 +85,7 @@ class Context(BaseContext):
         fetch: idempotency.Fetch,
         *args: Any,
         **kwargs: Any,
-    ) -> RowMapping:
+    ) -> AnyRow:
         """A scoped create that honours the request's `Idempotency-Key`, if it has one."""
         if self.idempotency_key is None:
             return await self.write(fn, *args, **kwargs)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from graphql_api import sql
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
 from graphql_api.settings import Settings
 from graphql_api.users.repository import external_user_id, provision_user, user_exists
@@ -362,8 +363,9 @@ def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = 
     statement = "SELECT set_config('app.user_id', %(user)s, true)"
     if check_exists:
         statement += "; SELECT EXISTS (SELECT 1 FROM users WHERE id = %(user)s)"
-    result = connection.exec_driver_sql(statement, {"user": user_id})
-    return bool(result.scalar()) if check_exists else True
+    # Once per request: on the driver's cursor, without Core's execution machinery.
+    rows = sql.execute(connection, statement, {"user": user_id})
+    return bool(rows[0][0]) if check_exists else True
 
 
 def allow_account_lookup(connection: Connection) -> None:
@@ -383,7 +385,12 @@ def _write_transaction(connection: Connection) -> Iterator[None]:
         connection.execution_options(sqlite_immediate=False)
 
 
-def contains_text(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
-    """`column` contains `text`, ignoring case; LIKE wildcards in `text` match only themselves."""
+def like_pattern(text: str) -> str:
+    """The LIKE pattern of "contains `text`": its wildcards match only themselves."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.ilike(f"%{escaped}%", escape="\\")
+    return f"%{escaped}%"
+
+
+def contains(column: sa.ColumnElement[Any], pattern: str) -> sa.ColumnElement[bool]:
+    """`column` matches the parameter named `pattern` (a `like_pattern`), ignoring case."""
+    return column.ilike(sa.bindparam(pattern), escape="\\")

@@ -20,13 +20,14 @@ from sqlalchemy.exc import IntegrityError
 
 from graphql_api.errors import BadUserInput, Conflict, NotFound
 from graphql_api.models import IDEMPOTENCY_KEYS, utcnow
+from graphql_api.sql import AnyRow
 
 KEEP_FOR = timedelta(hours=48)
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
 
 KEYS = IDEMPOTENCY_KEYS
-Fetch = Callable[[Connection, str, Iterable[uuid.UUID]], Mapping[Any, RowMapping]]
+Fetch = Callable[[Connection, str, Iterable[uuid.UUID]], Mapping[Any, AnyRow]]
 
 
 def checked_key(key: str) -> str:
@@ -52,7 +53,7 @@ def create_once(
     fetch: Fetch,
     *args: Any,
     **kwargs: Any,
-) -> RowMapping:
+) -> AnyRow:
     """`create(conn, user_id, *args, **kwargs)`, unless this key already created a row."""
     query = sa.select(KEYS.c.fingerprint, KEYS.c.result_id).where(
         KEYS.c.user_id == user_id, KEYS.c.key == key, KEYS.c.field == field
@@ -65,7 +66,7 @@ def create_once(
         if row is None:
             raise NotFound("The result of the first request")
         return row
-    row = create(conn, user_id, *args, **kwargs)
+    created = create(conn, user_id, *args, **kwargs)
     now = utcnow()
     try:
         conn.execute(
@@ -74,7 +75,7 @@ def create_once(
                 key=key,
                 field=field,
                 fingerprint=digest,
-                result_id=row["id"],
+                result_id=created["id"],
                 created_at=now,
             )
         )
@@ -85,4 +86,4 @@ def create_once(
     conn.execute(
         sa.delete(KEYS).where(KEYS.c.user_id == user_id, KEYS.c.created_at < now - KEEP_FOR)
     )
-    return row
+    return created

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy.engine import RowMapping
 
 from graphql_api.conversations import repository as conversations
 from graphql_api.db import RequestDb
 from graphql_api.errors import NotFound
 from graphql_api.pagination import Page, PageArgs
+from graphql_api.sql import Record
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
 
@@ -55,11 +55,11 @@ class Loaders:
         return DataLoader(load, batch=self._batch)
 
     def _list_loader(
-        self, fetch: Callable[..., Mapping[Any, list[RowMapping]]]
-    ) -> DataLoader[Any, list[RowMapping]]:
+        self, fetch: Callable[..., Mapping[Any, list[Record]]]
+    ) -> DataLoader[Any, list[Record]]:
         db = self._db
 
-        async def load(keys: list[Any]) -> list[list[RowMapping]]:
+        async def load(keys: list[Any]) -> list[list[Record]]:
             found = await db.read(fetch, keys)
             return [found.get(key, []) for key in keys]
 
@@ -89,9 +89,7 @@ class Loaders:
         )
 
 
-async def load_existing(
-    loader: DataLoader[Any, RowMapping | None], key: Any, what: str
-) -> RowMapping:
+async def load_existing(loader: DataLoader[Any, Record | None], key: Any, what: str) -> Record:
     """The row `loader` finds for `key`; NOT_FOUND (missing, or another user's) otherwise."""
     row = await loader.load(key)
     if row is None:

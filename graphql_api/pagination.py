@@ -3,7 +3,8 @@
 A list is ordered by sort keys ending in a unique key (the row id), so every row has a distinct
 position and a cursor (the key values of a row) stays valid when rows are inserted before it.
 Nested connections (`tag.tasks`, `conversation.messages`) page every parent at once with a
-window function partitioned by the parent id.
+window function partitioned by the parent id. Page statements are fixed SQL per shape (see
+`graphql_api.sql`): cursor values and page sizes are parameters.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
 from graphql_api.errors import BadUserInput
+from graphql_api.sql import Record, Statements
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -142,9 +144,10 @@ class Ordering:
 
 @dataclass
 class Page:
-    """One page of a connection, in display order."""
+    """One page of a connection, in display order. Each row is a `Record`: the query's columns
+    by position (the sort keys and bookkeeping columns after them)."""
 
-    rows: list[RowMapping]
+    rows: list[Record]
     cursors: list[str]
     has_next: bool
     has_previous: bool
@@ -155,79 +158,146 @@ class Page:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """A page request turned into SQL: where it starts, where it stops, in which direction."""
+class Query:
+    """A scoped, filtered read that pages are cut from.
 
-    ordering: Ordering
-    conditions: list[ColumnElement[bool]] = field(default_factory=list)
-    limit: int = DEFAULT_PAGE_SIZE
+    `key` names its SQL shape (which conditions it has, never their values), `build` makes it
+    as a Core select whose values are named `sa.bindparam`s, and `params` are this call's
+    values. The page's SQL is built and compiled once per shape (see `graphql_api.sql`).
+    """
+
+    key: Hashable
+    build: Callable[[], Select[Any]]
+    params: Mapping[str, Any]
+
+
+STATEMENTS = Statements()
+"""Page statements by shape: query, ordering, direction, which cursor values are null."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A page request turned into SQL: where it starts, where it stops, in which direction.
+    `shape` tells the statements apart; `params` are this request's cursor values and limit."""
+
+    walk: Ordering  # the ordering the rows are read in (reversed when paging backward)
+    shape: tuple[Any, ...]
+    conditions: Callable[[], list[ColumnElement[bool]]]
+    params: dict[str, Any]
 
     def key_columns(self) -> list[ColumnElement[Any]]:
-        return [key.expression.label(f"_k{i}") for i, key in enumerate(self.ordering.keys)]
+        return [key.expression.label(f"_k{i}") for i, key in enumerate(self.walk.keys)]
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        return [key.order_by() for key in self.walk.keys]
+
+
+def _position(
+    ordering: Ordering, values: Sequence[Any], prefix: str
+) -> tuple[tuple[bool, ...], Callable[[], ColumnElement[bool]], dict[str, Any]]:
+    """Rows past a cursor position: (shape: which values are null, the condition with its
+    values as parameters, the parameters)."""
+    nulls = tuple(value is None for value in values)
+
+    def condition() -> ColumnElement[bool]:
+        marks: list[sa.BindParameter[Any] | None] = [
+            None if null else sa.bindparam(f"{prefix}{i}") for i, null in enumerate(nulls)
+        ]
+        return ordering.beyond(marks)
+
+    params = {f"{prefix}{i}": value for i, value in enumerate(values) if value is not None}
+    return nulls, condition, params
 
 
 def _plan(ordering: Ordering, page: PageArgs) -> _Plan:
-    conditions = []
+    parts: list[Callable[[], ColumnElement[bool]]] = []
+    params: dict[str, Any] = {"_limit": page.size + 1}  # one extra row tells if there is more
+    after = before = None
     if page.after is not None:
-        conditions.append(ordering.beyond(ordering.decode_cursor(page.after, "after")))
+        after, condition, values = _position(
+            ordering, ordering.decode_cursor(page.after, "after"), "_a"
+        )
+        parts.append(condition)
+        params.update(values)
     if page.before is not None:
-        reverse = ordering.reversed()
-        conditions.append(reverse.beyond(ordering.decode_cursor(page.before, "before")))
+        before, condition, values = _position(
+            ordering.reversed(), ordering.decode_cursor(page.before, "before"), "_b"
+        )
+        parts.append(condition)
+        params.update(values)
     walk = ordering.reversed() if page.backward else ordering
-    return _Plan(walk, conditions, page.size + 1)  # one extra row tells if there is more
+    shape = (ordering.name, page.backward, after, before)
+    return _Plan(walk, shape, lambda: [part() for part in parts], params)
 
 
-def _to_page(rows: list[RowMapping], ordering: Ordering, page: PageArgs) -> Page:
+def _to_page(rows: list[Record], ordering: Ordering, page: PageArgs, keys_end: int) -> Page:
+    """A page from the rows read (one more than the page, if there are more); the sort keys
+    of each row end at column `keys_end` (counted from the end)."""
     more = len(rows) > page.size
     rows = rows[: page.size]
     if page.backward:
         rows.reverse()
-    keys = len(ordering.keys)
-    cursors = [ordering.encode_cursor([row[f"_k{i}"] for i in range(keys)]) for row in rows]
+    start = keys_end - len(ordering.keys)
+    stop = keys_end or None
+    cursors = [ordering.encode_cursor(row[start:stop]) for row in rows]
     if page.backward:
         return Page(rows, cursors, has_next=page.before is not None, has_previous=more)
     return Page(rows, cursors, has_next=more, has_previous=page.after is not None)
 
 
-def fetch_page(conn: Connection, query: Select[Any], ordering: Ordering, page: PageArgs) -> Page:
-    """One page of `query` (already filtered and scoped) in `ordering`: one statement."""
+def fetch_page(conn: Connection, query: Query, ordering: Ordering, page: PageArgs) -> Page:
+    """One page of `query` in `ordering`: one statement."""
     if page.size == 0:
         return Page.empty()
     plan = _plan(ordering, page)
-    statement = (
-        query.add_columns(*plan.key_columns())
-        .where(*plan.conditions)
-        .order_by(*(key.order_by() for key in plan.ordering.keys))
-        .limit(plan.limit)
-    )
-    rows = list(conn.execute(statement).mappings())
-    return _to_page(rows, ordering, page)
+
+    def build() -> Select[Any]:
+        return (
+            query.build()
+            .add_columns(*plan.key_columns())
+            .where(*plan.conditions())
+            .order_by(*plan.order_by())
+            .limit(sa.bindparam("_limit"))
+        )
+
+    statement = STATEMENTS.get(("page", query.key, plan.shape), build)
+    rows = statement.run(conn, **query.params, **plan.params)
+    return _to_page(rows, ordering, page, keys_end=0)
 
 
 def fetch_pages(
     conn: Connection,
-    query: Select[Any],
+    query: Query,
     ordering: Ordering,
     page: PageArgs,
     *,
     parent: ColumnElement[Any],
     parent_ids: Iterable[Any],
 ) -> dict[Any, Page]:
-    """The same page of `query` for each parent at once: one statement with a window function."""
+    """The same page of `query` for each parent at once: one statement with a window function.
+    `parent` must be part of `query.key`'s shape (it is a column of the statement)."""
     parent_ids = list(parent_ids)
     if page.size == 0 or not parent_ids:
         return {parent_id: Page.empty() for parent_id in parent_ids}
     plan = _plan(ordering, page)
-    position = sa.func.row_number().over(
-        partition_by=parent, order_by=[key.order_by() for key in plan.ordering.keys]
-    )
-    ranked = (
-        query.add_columns(*plan.key_columns(), parent.label("_parent"), position.label("_rn"))
-        .where(parent.in_(parent_ids), *plan.conditions)
-        .subquery()
-    )
-    statement = sa.select(ranked).where(ranked.c._rn <= plan.limit).order_by(ranked.c._rn)
-    grouped: dict[Any, list[RowMapping]] = {parent_id: [] for parent_id in parent_ids}
-    for row in conn.execute(statement).mappings():
-        grouped[row["_parent"]].append(row)
-    return {parent_id: _to_page(rows, ordering, page) for parent_id, rows in grouped.items()}
+
+    def build() -> Select[Any]:
+        position = sa.func.row_number().over(partition_by=parent, order_by=plan.order_by())
+        ranked = (
+            query.build()
+            .add_columns(*plan.key_columns(), parent.label("_parent"), position.label("_rn"))
+            .where(parent.in_(sa.bindparam("_parents", expanding=True)), *plan.conditions())
+            .subquery()
+        )
+        return (
+            sa.select(ranked).where(ranked.c._rn <= sa.bindparam("_limit")).order_by(ranked.c._rn)
+        )
+
+    statement = STATEMENTS.get(("pages", query.key, plan.shape), build)
+    grouped: dict[Any, list[Record]] = {parent_id: [] for parent_id in parent_ids}
+    for row in statement.run(conn, **query.params, **plan.params, _parents=parent_ids):
+        grouped[row[-2]].append(row)
+    return {
+        parent_id: _to_page(rows, ordering, page, keys_end=-2)
+        for parent_id, rows in grouped.items()
+    }

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
 import strawberry
-from sqlalchemy.engine import RowMapping
 
 from graphql_api.errors import NotFound
 from graphql_api.pagination import Page, PageArgs
+from graphql_api.sql import Record
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ class Connection(Generic[T]):
 
 
 def to_connection(
-    page: Page, make: Callable[[RowMapping], T], count: Callable[[], Awaitable[int]]
+    page: Page, make: Callable[[Record], T], count: Callable[[], Awaitable[int]]
 ) -> Connection[T]:
     """A connection from a data-layer page; `count` runs only if `totalCount` is asked."""
     edges = [Edge(cursor=c, node=make(row)) for row, c in zip(page.rows, page.cursors, strict=True)]

@@ -62,7 +62,7 @@ def test_writes_to_another_users_rows_are_not_found_and_change_nothing(
             write(conn)
 
     with engine.connect() as conn:
-        assert dict(tasks.get_tasks(conn, alice, [task["id"]])[task["id"]]) == dict(task)
+        assert tasks.get_tasks(conn, alice, [task["id"]])[task["id"]] == tuple(task.values())
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,16 @@ from graphql_api.models import (
     MessageFields,
     utcnow,
 )
-from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
+from graphql_api.pagination import (
+    Ordering,
+    Page,
+    PageArgs,
+    Query,
+    SortKey,
+    fetch_page,
+    fetch_pages,
+)
+from graphql_api.sql import Record, Statement, position
 from graphql_api.validation import changes_of, check_unchanged, validate
 
 CONVERSATION_ORDERING = Ordering(
@@ -42,38 +51,61 @@ MESSAGE_ORDERING = Ordering(
 )
 
 
+ID = position(CONVERSATIONS, "id")
+MESSAGE_ID = position(MESSAGES, "id")
+
+
 def _live(user_id: str) -> list[sa.ColumnElement[bool]]:
     return [CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.deleted_at.is_(None)]
 
 
+def _live_of_user() -> list[sa.ColumnElement[bool]]:
+    """`_live`, with the user as the parameter `user_id` (for fixed statements)."""
+    return [
+        CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
+        CONVERSATIONS.c.deleted_at.is_(None),
+    ]
+
+
+_BY_IDS = Statement(
+    lambda: sa.select(CONVERSATIONS).where(
+        *_live_of_user(), CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True))
+    )
+)
+
+
 def get_conversations(
     conn: Connection, user_id: str, ids: Iterable[uuid.UUID]
-) -> dict[Any, RowMapping]:
+) -> dict[Any, Record]:
     """The user's live conversations with these ids, by id."""
     ids = list(ids)
     if not ids:
         return {}
-    query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id.in_(ids))
-    return {row["id"]: row for row in conn.execute(query).mappings()}
+    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+
+
+def _conversations() -> sa.Select[Any]:
+    return sa.select(CONVERSATIONS).where(*_live_of_user())
 
 
 def list_conversations(conn: Connection, user_id: str, page: PageArgs) -> Page:
     """Live conversations, the most recently active first."""
-    query = sa.select(CONVERSATIONS).where(*_live(user_id))
+    query = Query("conversations", _conversations, {"user_id": user_id})
     return fetch_page(conn, query, CONVERSATION_ORDERING, page)
 
 
+_COUNT = Statement(
+    lambda: sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live_of_user())
+)
+
+
 def count_conversations(conn: Connection, user_id: str) -> int:
-    query = sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live(user_id))
-    return conn.execute(query).scalar_one()
+    count: int = _COUNT.run(conn, user_id=user_id)[0][0]
+    return count
 
 
-def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
-    """The user's messages with these ids (in live conversations), by id."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    query = (
+_MESSAGES_BY_IDS = Statement(
+    lambda: (
         sa.select(MESSAGES)
         .join(
             CONVERSATIONS,
@@ -82,24 +114,47 @@ def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> di
                 CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
             ),
         )
-        .where(*_live(user_id), MESSAGES.c.id.in_(ids))
+        .where(*_live_of_user(), MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True)))
     )
-    return {row["id"]: row for row in conn.execute(query).mappings()}
+)
+
+
+def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
+    """The user's messages with these ids (in live conversations), by id."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {row[MESSAGE_ID]: row for row in _MESSAGES_BY_IDS.run(conn, user_id=user_id, ids=ids)}
+
+
+def _messages() -> sa.Select[Any]:
+    return sa.select(MESSAGES).where(MESSAGES.c.user_id == sa.bindparam("user_id"))
 
 
 def messages_of_conversations(
     conn: Connection, user_id: str, conversation_ids: Iterable[uuid.UUID], page: PageArgs
 ) -> dict[Any, Page]:
     """The same page of messages for each conversation, oldest first: one statement."""
-    query = sa.select(MESSAGES).where(MESSAGES.c.user_id == user_id)
     return fetch_pages(
         conn,
-        query,
+        Query("messages", _messages, {"user_id": user_id}),
         MESSAGE_ORDERING,
         page,
         parent=MESSAGES.c.conversation_id,
         parent_ids=conversation_ids,
     )
+
+
+_MESSAGE_COUNTS = Statement(
+    lambda: (
+        sa.select(MESSAGES.c.conversation_id, sa.func.count())
+        .where(
+            MESSAGES.c.user_id == sa.bindparam("user_id"),
+            MESSAGES.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        .group_by(MESSAGES.c.conversation_id)
+    )
+)
 
 
 def count_messages_of_conversations(
@@ -108,13 +163,10 @@ def count_messages_of_conversations(
     conversation_ids = list(conversation_ids)
     if not conversation_ids:
         return {}
-    query = (
-        sa.select(MESSAGES.c.conversation_id, sa.func.count())
-        .where(MESSAGES.c.user_id == user_id, MESSAGES.c.conversation_id.in_(conversation_ids))
-        .group_by(MESSAGES.c.conversation_id)
-    )
     counts = dict.fromkeys(conversation_ids, 0)
-    counts.update(conn.execute(query).all())
+    counts.update(
+        (row[0], row[1]) for row in _MESSAGE_COUNTS.run(conn, user_id=user_id, ids=conversation_ids)
+    )
     return counts
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 
 import strawberry
-from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.loaders import load_existing
-from graphql_api.mirror import describe_enum, mirror, node_values
+from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import (
     After,
     Before,
@@ -21,6 +20,9 @@ from graphql_api.relay import (
     page_args,
     to_connection,
 )
+from graphql_api.sql import AnyRow, as_record, position
+
+CONVERSATION_ID = position(models.MESSAGES, "conversation_id")
 
 describe_enum(
     models.MessageRole,
@@ -43,8 +45,9 @@ class Conversation(Node):
     row_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Conversation:
-        return cls(**node_values(cls, row))
+    def from_row(cls, raw: AnyRow) -> Conversation:
+        row = as_record(raw)  # a write answers a RowMapping
+        return from_record(cls, row)
 
     @strawberry.field(
         description="The messages, oldest first. Ask `last: N` for the N most recent."
@@ -76,8 +79,9 @@ class Message(Node):
     conversation_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Message:
-        return cls(conversation_id=row["conversation_id"], **node_values(cls, row))
+    def from_row(cls, raw: AnyRow) -> Message:
+        row = as_record(raw)  # a write answers a RowMapping
+        return from_record(cls, row, conversation_id=row[CONVERSATION_ID])
 
     @strawberry.field(description="The conversation this message belongs to.")
     async def conversation(self, info: Info) -> Conversation:

@@ -12,10 +12,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from graphql_api.db import contains_text
+from graphql_api.db import contains, like_pattern
 from graphql_api.errors import Conflict, NotFound
 from graphql_api.models import TAGS, TASK_TAGS, TASKS, TagFields, utcnow
-from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page, fetch_pages
+from graphql_api.pagination import (
+    Ordering,
+    Page,
+    PageArgs,
+    Query,
+    SortKey,
+    fetch_page,
+    fetch_pages,
+)
+from graphql_api.sql import Record, Statement, position
 from graphql_api.tasks.repository import task_ordering
 from graphql_api.validation import changes_of, check_unchanged, validate
 
@@ -27,68 +36,101 @@ TAG_ORDERING = Ordering(
     ),
 )
 TAGGED_TASK_ORDERING = task_ordering()
+ID = position(TAGS, "id")
 
 
 def _live(user_id: str) -> list[sa.ColumnElement[bool]]:
     return [TAGS.c.user_id == user_id, TAGS.c.deleted_at.is_(None)]
 
 
-def get_tags(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
+def _live_of_user() -> list[sa.ColumnElement[bool]]:
+    """`_live`, with the user as the parameter `user_id` (for fixed statements)."""
+    return [TAGS.c.user_id == sa.bindparam("user_id"), TAGS.c.deleted_at.is_(None)]
+
+
+_BY_IDS = Statement(
+    lambda: sa.select(TAGS).where(
+        *_live_of_user(), TAGS.c.id.in_(sa.bindparam("ids", expanding=True))
+    )
+)
+
+
+def get_tags(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
     """The user's live tags with these ids, by id."""
     ids = list(ids)
     if not ids:
         return {}
-    rows = conn.execute(sa.select(TAGS).where(*_live(user_id), TAGS.c.id.in_(ids))).mappings()
-    return {row["id"]: row for row in rows}
+    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
 
 
-def _search(user_id: str, search: str | None) -> list[sa.ColumnElement[bool]]:
-    conditions = _live(user_id)
-    if search:
-        conditions.append(contains_text(TAGS.c.name, search))
+def _search(searching: bool) -> list[sa.ColumnElement[bool]]:
+    conditions = _live_of_user()
+    if searching:
+        conditions.append(contains(TAGS.c.name, "search"))
     return conditions
+
+
+def _search_params(user_id: str, search: str | None) -> dict[str, Any]:
+    return {"user_id": user_id, **({"search": like_pattern(search)} if search else {})}
 
 
 def list_tags(conn: Connection, user_id: str, search: str | None, page: PageArgs) -> Page:
     """Live tags ordered by name (ignoring case)."""
-    return fetch_page(conn, sa.select(TAGS).where(*_search(user_id, search)), TAG_ORDERING, page)
+    searching = bool(search)
+    query = Query(
+        ("tags", searching),
+        lambda: sa.select(TAGS).where(*_search(searching)),
+        _search_params(user_id, search),
+    )
+    return fetch_page(conn, query, TAG_ORDERING, page)
+
+
+_COUNT = Statement(lambda: sa.select(sa.func.count()).select_from(TAGS).where(*_search(False)))
+_COUNT_SEARCHED = Statement(
+    lambda: sa.select(sa.func.count()).select_from(TAGS).where(*_search(True))
+)
 
 
 def count_tags(conn: Connection, user_id: str, search: str | None) -> int:
-    query = sa.select(sa.func.count()).select_from(TAGS).where(*_search(user_id, search))
-    return conn.execute(query).scalar_one()
+    statement = _COUNT_SEARCHED if search else _COUNT
+    count: int = statement.run(conn, **_search_params(user_id, search))[0][0]
+    return count
 
 
-def tags_of_tasks(
-    conn: Connection, user_id: str, task_ids: Iterable[uuid.UUID]
-) -> dict[Any, list[RowMapping]]:
-    """Live tags of each task, by name."""
-    task_ids = list(task_ids)
-    grouped: dict[Any, list[RowMapping]] = defaultdict(list)
-    if not task_ids:
-        return grouped
-    query = (
+_OF_TASKS = Statement(
+    lambda: (
         sa.select(TAGS, TASK_TAGS.c.task_id.label("_task_id"))
         .join(
             TASK_TAGS,
             sa.and_(TASK_TAGS.c.user_id == TAGS.c.user_id, TASK_TAGS.c.tag_id == TAGS.c.id),
         )
-        .where(*_live(user_id), TASK_TAGS.c.task_id.in_(task_ids))
+        .where(*_live_of_user(), TASK_TAGS.c.task_id.in_(sa.bindparam("ids", expanding=True)))
         .order_by(*(key.order_by() for key in TAG_ORDERING.keys))
     )
-    for row in conn.execute(query).mappings():
-        grouped[row["_task_id"]].append(row)
+)
+
+
+def tags_of_tasks(
+    conn: Connection, user_id: str, task_ids: Iterable[uuid.UUID]
+) -> dict[Any, list[Record]]:
+    """Live tags of each task, by name."""
+    task_ids = list(task_ids)
+    grouped: dict[Any, list[Record]] = defaultdict(list)
+    if task_ids:
+        for row in _OF_TASKS.run(conn, user_id=user_id, ids=task_ids):
+            grouped[row[-1]].append(row)
     return grouped
 
 
-def _tagged_tasks(user_id: str) -> sa.Select[Any]:
+def _tagged_tasks() -> sa.Select[Any]:
+    """The user's (parameter `user_id`) live tasks joined to their tags."""
     return (
         sa.select(TASKS)
         .join(
             TASK_TAGS,
             sa.and_(TASK_TAGS.c.user_id == TASKS.c.user_id, TASK_TAGS.c.task_id == TASKS.c.id),
         )
-        .where(TASKS.c.user_id == user_id, TASKS.c.deleted_at.is_(None))
+        .where(TASKS.c.user_id == sa.bindparam("user_id"), TASKS.c.deleted_at.is_(None))
     )
 
 
@@ -98,12 +140,22 @@ def tasks_of_tags(
     """The same page of live tasks for each tag, newest first: one statement."""
     return fetch_pages(
         conn,
-        _tagged_tasks(user_id),
+        Query("tagged_tasks", _tagged_tasks, {"user_id": user_id}),
         TAGGED_TASK_ORDERING,
         page,
         parent=TASK_TAGS.c.tag_id,
         parent_ids=tag_ids,
     )
+
+
+_TASK_COUNTS = Statement(
+    lambda: (
+        _tagged_tasks()
+        .with_only_columns(TASK_TAGS.c.tag_id, sa.func.count())
+        .where(TASK_TAGS.c.tag_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(TASK_TAGS.c.tag_id)
+    )
+)
 
 
 def count_tasks_of_tags(
@@ -113,14 +165,8 @@ def count_tasks_of_tags(
     tag_ids = list(tag_ids)
     if not tag_ids:
         return {}
-    query = (
-        _tagged_tasks(user_id)
-        .with_only_columns(TASK_TAGS.c.tag_id, sa.func.count())
-        .where(TASK_TAGS.c.tag_id.in_(tag_ids))
-        .group_by(TASK_TAGS.c.tag_id)
-    )
     counts = dict.fromkeys(tag_ids, 0)
-    counts.update(conn.execute(query).all())
+    counts.update((row[0], row[1]) for row in _TASK_COUNTS.run(conn, user_id=user_id, ids=tag_ids))
     return counts
 
 

@@ -6,11 +6,10 @@ import uuid
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import mirror, node_values
+from graphql_api.mirror import from_record, mirror
 from graphql_api.relay import (
     After,
     Before,
@@ -21,6 +20,7 @@ from graphql_api.relay import (
     page_args,
     to_connection,
 )
+from graphql_api.sql import AnyRow, as_record
 from graphql_api.tasks import types as task_types
 
 if TYPE_CHECKING:
@@ -38,8 +38,9 @@ class Tag(Node):
     row_id: strawberry.Private[uuid.UUID]
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Tag:
-        return cls(**node_values(cls, row))
+    def from_row(cls, raw: AnyRow) -> Tag:
+        row = as_record(raw)  # a write answers a RowMapping
+        return from_record(cls, row)
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")
     async def tasks(

@@ -8,13 +8,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import ColumnElement
 
-from graphql_api.db import contains_text
+from graphql_api.db import contains, like_pattern
 from graphql_api.errors import BadUserInput, Conflict, NotFound
 from graphql_api.models import (
     PRIORITY_RANK,
@@ -27,7 +27,8 @@ from graphql_api.models import (
     TaskFields,
     utcnow,
 )
-from graphql_api.pagination import Ordering, Page, PageArgs, SortKey, fetch_page
+from graphql_api.pagination import Ordering, Page, PageArgs, Query, SortKey, fetch_page
+from graphql_api.sql import Record, Statement, Statements, position
 from graphql_api.validation import changes_of, check_unchanged, validate
 
 
@@ -99,35 +100,76 @@ def task_ordering(orders: Sequence[TaskOrder] = DEFAULT_TASK_ORDER) -> Ordering:
     return Ordering(name, (*keys, tiebreak))
 
 
+ID = position(TASKS, "id")
+
 CHILD_ORDERING = task_ordering((TaskOrder(TaskOrderField.CREATED_AT),))
 
 
-def _filter_conditions(user_id: str, task_filter: TaskFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [TASKS.c.user_id == user_id]
-    if task_filter.deleted:
+class _Shape(NamedTuple):
+    """Which conditions a `TaskFilter` sets, without their values: what its SQL depends on."""
+
+    completed: bool
+    priority: bool
+    tag_ids: bool | None  # None: no tag condition; False: an empty list, which matches nothing
+    due_before: bool
+    due_after: bool
+    search: bool
+    deleted: bool
+
+
+def _shape(task_filter: TaskFilter) -> _Shape:
+    tag_ids = task_filter.tag_ids
+    return _Shape(
+        completed=task_filter.completed is not None,
+        priority=task_filter.priority is not None,
+        tag_ids=None if tag_ids is None else bool(tag_ids),
+        due_before=task_filter.due_before is not None,
+        due_after=task_filter.due_after is not None,
+        search=bool(task_filter.search),
+        deleted=task_filter.deleted,
+    )
+
+
+def _filter_params(user_id: str, task_filter: TaskFilter) -> dict[str, Any]:
+    """The values of the conditions `_filter_conditions` writes as parameters."""
+    params: dict[str, Any] = {"user_id": user_id}
+    for name in ("completed", "priority", "due_before", "due_after"):
+        value = getattr(task_filter, name)
+        if value is not None:
+            params[name] = value
+    if task_filter.search:
+        params["search"] = like_pattern(task_filter.search)
+    if task_filter.tag_ids:
+        params["tag_ids"] = list(task_filter.tag_ids)
+    return params
+
+
+def _filter_conditions(shape: _Shape) -> list[ColumnElement[bool]]:
+    """The conditions of a filter of this shape, its values as named parameters."""
+    conditions: list[ColumnElement[bool]] = [TASKS.c.user_id == sa.bindparam("user_id")]
+    if shape.deleted:
         conditions.append(TASKS.c.deleted_at.is_not(None))
     else:
         conditions.append(TASKS.c.deleted_at.is_(None))
-    if task_filter.completed is not None:
-        conditions.append(TASKS.c.completed == task_filter.completed)
-    if task_filter.priority is not None:
-        conditions.append(TASKS.c.priority == task_filter.priority)
-    if task_filter.due_before is not None:
-        conditions.append(TASKS.c.due_date < task_filter.due_before)
-    if task_filter.due_after is not None:
-        conditions.append(TASKS.c.due_date > task_filter.due_after)
-    if task_filter.search:
+    if shape.completed:
+        conditions.append(TASKS.c.completed == sa.bindparam("completed"))
+    if shape.priority:
+        conditions.append(TASKS.c.priority == sa.bindparam("priority"))
+    if shape.due_before:
+        conditions.append(TASKS.c.due_date < sa.bindparam("due_before"))
+    if shape.due_after:
+        conditions.append(TASKS.c.due_date > sa.bindparam("due_after"))
+    if shape.search:
         conditions.append(
-            sa.or_(
-                contains_text(TASKS.c.title, task_filter.search),
-                contains_text(TASKS.c.description, task_filter.search),
-            )
+            sa.or_(contains(TASKS.c.title, "search"), contains(TASKS.c.description, "search"))
         )
-    if task_filter.tag_ids is not None:
+    if shape.tag_ids is not None:
         tagged = sa.select(TASK_TAGS.c.task_id).where(
-            TASK_TAGS.c.user_id == user_id,
+            TASK_TAGS.c.user_id == sa.bindparam("user_id"),
             TASK_TAGS.c.task_id == TASKS.c.id,
-            TASK_TAGS.c.tag_id.in_(task_filter.tag_ids),
+            TASK_TAGS.c.tag_id.in_(sa.bindparam("tag_ids", expanding=True))
+            if shape.tag_ids
+            else sa.false(),
         )
         conditions.append(tagged.exists())
     return conditions
@@ -136,15 +178,30 @@ def _filter_conditions(user_id: str, task_filter: TaskFilter) -> list[ColumnElem
 # --- reads -----------------------------------------------------------------------------------
 
 
-def get_tasks(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, RowMapping]:
+_BY_IDS = Statement(
+    lambda: sa.select(TASKS).where(
+        TASKS.c.user_id == sa.bindparam("user_id"),
+        TASKS.c.id.in_(sa.bindparam("ids", expanding=True)),
+    )
+)
+
+
+def get_tasks(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
     """The user's tasks with these ids, live or trashed, by id. Ids of others are absent."""
     ids = list(ids)
     if not ids:
         return {}
-    rows = conn.execute(
-        sa.select(TASKS).where(TASKS.c.user_id == user_id, TASKS.c.id.in_(ids))
-    ).mappings()
-    return {row["id"]: row for row in rows}
+    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+
+
+def task_query(user_id: str, task_filter: TaskFilter) -> Query:
+    """The user's tasks that pass `task_filter`, to be paged."""
+    shape = _shape(task_filter)
+    return Query(
+        ("tasks", shape),
+        lambda: sa.select(TASKS).where(*_filter_conditions(shape)),
+        _filter_params(user_id, task_filter),
+    )
 
 
 def list_tasks(
@@ -154,65 +211,73 @@ def list_tasks(
     ordering: Ordering,
     page: PageArgs,
 ) -> Page:
-    query = sa.select(TASKS).where(*_filter_conditions(user_id, task_filter))
-    return fetch_page(conn, query, ordering, page)
+    return fetch_page(conn, task_query(user_id, task_filter), ordering, page)
+
+
+_COUNTS = Statements()
 
 
 def count_tasks(conn: Connection, user_id: str, task_filter: TaskFilter) -> int:
-    query = sa.select(sa.func.count()).select_from(TASKS)
-    return conn.execute(query.where(*_filter_conditions(user_id, task_filter))).scalar_one()
-
-
-def _linked_tasks(
-    conn: Connection,
-    user_id: str,
-    ids: Iterable[uuid.UUID],
-    *,
-    by: sa.Column[Any],
-    target: sa.Column[Any],
-) -> dict[Any, list[RowMapping]]:
-    ids = list(ids)
-    grouped: dict[Any, list[RowMapping]] = defaultdict(list)
-    if not ids:
-        return grouped
-    query = (
-        sa.select(TASKS, by.label("_link"))
-        .join(
-            TASK_RELATIONSHIPS,
-            sa.and_(TASK_RELATIONSHIPS.c.user_id == TASKS.c.user_id, target == TASKS.c.id),
-        )
-        .where(TASK_RELATIONSHIPS.c.user_id == user_id, by.in_(ids), TASKS.c.deleted_at.is_(None))
-        .order_by(*(key.order_by() for key in CHILD_ORDERING.keys))
+    shape = _shape(task_filter)
+    statement = _COUNTS.get(
+        shape,
+        lambda: sa.select(sa.func.count()).select_from(TASKS).where(*_filter_conditions(shape)),
     )
-    for row in conn.execute(query).mappings():
-        grouped[row["_link"]].append(row)
+    count: int = statement.run(conn, **_filter_params(user_id, task_filter))[0][0]
+    return count
+
+
+def _linked_tasks(*, by: sa.Column[Any], target: sa.Column[Any]) -> Statement:
+    """Live tasks linked to each of `ids` (the link's `by` end), with that id as last column."""
+    return Statement(
+        lambda: (
+            sa.select(TASKS, by.label("_link"))
+            .join(
+                TASK_RELATIONSHIPS,
+                sa.and_(TASK_RELATIONSHIPS.c.user_id == TASKS.c.user_id, target == TASKS.c.id),
+            )
+            .where(
+                TASK_RELATIONSHIPS.c.user_id == sa.bindparam("user_id"),
+                by.in_(sa.bindparam("ids", expanding=True)),
+                TASKS.c.deleted_at.is_(None),
+            )
+            .order_by(*(key.order_by() for key in CHILD_ORDERING.keys))
+        )
+    )
+
+
+def _grouped(
+    statement: Statement, conn: Connection, user_id: str, ids: Iterable[Any]
+) -> dict[Any, list[Record]]:
+    """The rows of `statement` for `ids`, grouped by their last column."""
+    ids = list(ids)
+    grouped: dict[Any, list[Record]] = defaultdict(list)
+    if ids:
+        for row in statement.run(conn, user_id=user_id, ids=ids):
+            grouped[row[-1]].append(row)
     return grouped
+
+
+_SUBTASKS = _linked_tasks(
+    by=TASK_RELATIONSHIPS.c.parent_task_id, target=TASK_RELATIONSHIPS.c.child_task_id
+)
+_PARENTS = _linked_tasks(
+    by=TASK_RELATIONSHIPS.c.child_task_id, target=TASK_RELATIONSHIPS.c.parent_task_id
+)
 
 
 def subtasks_of(
     conn: Connection, user_id: str, parent_ids: Iterable[uuid.UUID]
-) -> dict[Any, list[RowMapping]]:
+) -> dict[Any, list[Record]]:
     """Live subtasks of each parent, oldest first."""
-    return _linked_tasks(
-        conn,
-        user_id,
-        parent_ids,
-        by=TASK_RELATIONSHIPS.c.parent_task_id,
-        target=TASK_RELATIONSHIPS.c.child_task_id,
-    )
+    return _grouped(_SUBTASKS, conn, user_id, parent_ids)
 
 
 def parents_of(
     conn: Connection, user_id: str, child_ids: Iterable[uuid.UUID]
-) -> dict[Any, list[RowMapping]]:
+) -> dict[Any, list[Record]]:
     """Live parents of each task, oldest first."""
-    return _linked_tasks(
-        conn,
-        user_id,
-        child_ids,
-        by=TASK_RELATIONSHIPS.c.child_task_id,
-        target=TASK_RELATIONSHIPS.c.parent_task_id,
-    )
+    return _grouped(_PARENTS, conn, user_id, child_ids)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from sqlalchemy.engine import RowMapping
 
 from graphql_api import models
 from graphql_api.context import Info
-from graphql_api.mirror import describe_enum, mirror, node_values
+from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import Node
+from graphql_api.sql import AnyRow, as_record, position
 from graphql_api.tags import repository as tags_repository
 from graphql_api.tags import types as tag_types
 from graphql_api.tasks.repository import TaskCounts, TaskOrderField
@@ -44,6 +44,10 @@ describe_enum(
 )
 
 
+DUE_DATE = position(models.TASKS, "due_date")
+COMPLETED = position(models.TASKS, "completed")
+
+
 @strawberry.enum(description="Sort direction.")
 class OrderDirection(enum.Enum):
     ASC = strawberry.enum_value("asc", description="Smallest first.")
@@ -65,10 +69,11 @@ class Task(Node):
     )
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Task:
-        due_date: datetime | None = row["due_date"]
-        overdue = not row["completed"] and due_date is not None and due_date < models.utcnow()
-        return cls(is_overdue=overdue, **node_values(cls, row))
+    def from_row(cls, raw: AnyRow) -> Task:
+        row = as_record(raw)  # a write answers a RowMapping
+        due_date: datetime | None = row[DUE_DATE]
+        overdue = not row[COMPLETED] and due_date is not None and due_date < models.utcnow()
+        return from_record(cls, row, is_overdue=overdue)
 
     @strawberry.field(description="The live tags on this task, by name.")
     async def tags(

@@ -1,0 +1,251 @@
+"""Hot reads as fixed SQL on the driver: built from the tables once, compiled once per dialect,
+run on the DB-API cursor, answered as plain tuples.
+
+SQLAlchemy Core, per execution, builds the statement objects, computes their cache key, looks
+up the compiled form, and wraps every row in a `Row`/`RowMapping`; on the task list that was
+about a millisecond of CPU per request, more than the statements cost on the database. The
+reads a request repeats most are therefore kept as `Statement`s: written with Core (the tables
+stay the single source of column names and types), compiled once per dialect and shape into
+SQL text, then executed on the driver's cursor with the types' own bind and result processors
+(so values come out exactly as Core gives them: aware UTC datetimes, enums, UUIDs on SQLite
+too). Writes and the cold reads stay on Core.
+
+What stays as it was on the Core path:
+- the transaction: a statement runs in the connection's transaction (begun if none, as Core's
+  autobegin does), so row-level security's `app.user_id` applies;
+- `before_cursor_execute` listeners see every statement (the request's statement counter,
+  metrics, the statement budgets of the tests, the benchmark's capture);
+- driver errors are raised as SQLAlchemy's `DBAPIError` subclasses, and a lost connection is
+  invalidated, so retries and SERVICE_UNAVAILABLE work as before.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.sql import Select
+
+Record = Sequence[Any]
+"""A row as the fixed reads hand it on: the selected columns by position (a tuple)."""
+
+AnyRow = Record | RowMapping
+"""What `from_row` takes: a record from a read, or the `RowMapping` a write returns (its
+columns in the table's order, like a record's)."""
+
+
+def as_record(row: AnyRow) -> Record:
+    """The columns of `row` by position."""
+    return tuple(row.values()) if isinstance(row, RowMapping) else row
+
+
+Build = Callable[[], Select[Any]]
+
+
+def position(table: sa.Table, column: str) -> int:
+    """Where `column` sits in the rows of `sa.select(table)` (and of `.returning(table)`)."""
+    return list(table.columns.keys()).index(column)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A statement's SQL text and conversions for one dialect."""
+
+    sql: str
+    placeholder: str  # how one parameter is written: "%(name)s" or ":name"
+    expanding: frozenset[str]  # list parameters (IN): one placeholder per item, made per length
+    binds: Mapping[str, Callable[[Any], Any]]  # value conversions of the parameters that need one
+    defaults: Mapping[str, Any]  # parameters the compiler added (SQLite's OFFSET 0), converted
+    decode: Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]
+
+
+class Statement:
+    """One read: a Core select (made by `build`, once) with named `sa.bindparam`s.
+
+    `run(conn, **params)` returns the rows as tuples in the select's column order. A parameter
+    bound with `sa.bindparam(name, expanding=True)` takes a non-empty list (`col IN (...)`).
+    """
+
+    def __init__(self, build: Build) -> None:
+        self._build = build
+        self._compiled: dict[Hashable, _Compiled] = {}
+
+    def run(self, conn: Connection, **params: Any) -> list[Record]:
+        dialect = conn.dialect
+        key = (type(dialect), dialect.server_version_info)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = _compile(self._build(), dialect)
+        sql, values = _bind(compiled, params)
+        return cast(list[Record], compiled.decode(execute(conn, sql, values)))
+
+
+class Statements:
+    """`Statement`s made on demand by shape: reads whose SQL depends on which filters, cursors
+    or sort keys a request uses. The key names the shape; values are parameters, never part of
+    it. Bounded (least recently used first out), like Core's own compiled cache."""
+
+    def __init__(self, size: int = 500) -> None:
+        self._get = functools.lru_cache(maxsize=size)(_statement_of)
+
+    def get(self, key: Hashable, build: Build) -> Statement:
+        """The statement of shape `key`; `build` makes its select on first use (so it must
+        depend on nothing but `key`)."""
+        return self._get(_Keyed(key, build))
+
+
+class _Keyed:
+    """A cache key that carries its builder but compares (and hashes) by the key alone."""
+
+    __slots__ = ("build", "key")
+
+    def __init__(self, key: Hashable, build: Build) -> None:
+        self.key = key
+        self.build = build
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and other.key == self.key
+
+
+def _statement_of(keyed: _Keyed) -> Statement:
+    return Statement(keyed.build)
+
+
+def execute(
+    conn: Connection, sql: str, params: Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """Run `sql` (in the dialect's parameter style) on the connection's DB-API cursor, in its
+    transaction; the rows as the driver returns them (none for a statement without rows)."""
+    if not conn.in_transaction():
+        conn.begin()  # what Core's autobegin would do
+    dbapi_connection = conn.connection
+    cursor = dbapi_connection.cursor()
+    try:
+        for listener in conn.dispatch.before_cursor_execute:
+            listener(conn, cursor, sql, params, None, False)
+        cursor.execute(sql, params or {})
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, exc, sql, params, cursor) from exc
+    finally:
+        cursor.close()
+
+
+def _wrapped(
+    conn: Connection, exc: Exception, sql: str, params: Any, cursor: Any
+) -> sa.exc.DBAPIError:
+    """The error Core would raise for `exc`; a lost connection is invalidated, as Core does."""
+    dialect = conn.dialect
+    lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
+    if lost:
+        conn.invalidate(exc)
+    error = sa.exc.DBAPIError.instance(
+        sql,
+        params,
+        exc,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+    assert isinstance(error, sa.exc.DBAPIError)
+    return error
+
+
+# --- compiling -------------------------------------------------------------------------------
+
+
+def _compile(select: Select[Any], dialect: Dialect) -> _Compiled:
+    named = _named(dialect)
+    compiled = select.compile(dialect=named)
+    binds: dict[str, Callable[[Any], Any]] = {}
+    defaults: dict[str, Any] = {}
+    for name, value in compiled.params.items():
+        bind = compiled.binds[name]
+        process = bind.type.dialect_impl(named).bind_processor(named)
+        if process is not None:
+            binds[name] = process
+        if not bind.required:  # a literal the compiler made a parameter (SQLite's OFFSET 0)
+            defaults[name] = process(value) if process is not None else value
+    processors = [
+        column.type.dialect_impl(named).result_processor(named, None)
+        for column in select.selected_columns
+    ]
+    return _Compiled(
+        sql=compiled.string,
+        placeholder="%({})s" if named.paramstyle == "pyformat" else ":{}",
+        expanding=frozenset(name for name in compiled.params if compiled.binds[name].expanding),
+        binds=binds,
+        defaults=defaults,
+        decode=_decoder(processors),
+    )
+
+
+_TWINS: dict[type[Dialect], Dialect] = {}
+
+
+def _named(dialect: Dialect) -> Dialect:
+    """`dialect`, or for a positional one (SQLite's qmark) a twin that compiles named
+    parameters: one way to pass parameters (a dict) for every dialect."""
+    if dialect.paramstyle in ("pyformat", "named"):
+        return dialect
+    twin = _TWINS.get(type(dialect))
+    if twin is None:
+        twin = _TWINS[type(dialect)] = type(dialect)(paramstyle="named")  # type: ignore[call-arg]
+    return twin
+
+
+def _decoder(
+    processors: Sequence[Callable[[Any], Any] | None],
+) -> Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]:
+    """A function converting fetched rows with the columns' result processors, written out
+    for this column list (a generated comprehension costs a fraction of a loop over columns)."""
+    if not any(processors):
+        return _as_is
+    terms = [
+        f"p{index}(r[{index}])" if process is not None else f"r[{index}]"
+        for index, process in enumerate(processors)
+    ]
+    source = f"lambda rows: [({', '.join(terms)},) for r in rows]"
+    namespace = {f"p{index}": process for index, process in enumerate(processors) if process}
+    decode: Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]] = eval(source, namespace)  # noqa: S307
+    return decode
+
+
+def _as_is(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return rows
+
+
+# --- binding ---------------------------------------------------------------------------------
+
+
+def _bind(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The SQL text (list parameters expanded) and the converted parameter values."""
+    binds = compiled.binds
+    values = dict(compiled.defaults)
+    sql = compiled.sql
+    for name, value in params.items():
+        process = binds.get(name)
+        if name in compiled.expanding:
+            items = list(value)
+            if not items:
+                raise ValueError(f"{name}: an IN list needs at least one item")
+            sql = _expand(sql, compiled.placeholder, name, len(items))
+            for index, item in enumerate(items):
+                values[f"{name}_{index}"] = process(item) if process else item
+        else:
+            values[name] = process(value) if process else value
+    return sql, values
+
+
+@functools.lru_cache(maxsize=1024)
+def _expand(sql: str, placeholder: str, name: str, count: int) -> str:
+    """`sql` with list parameter `name` written as `count` placeholders (cached per length)."""
+    marks = ", ".join(placeholder.format(f"{name}_{index}") for index in range(count))
+    return sql.replace(f"__[POSTCOMPILE_{name}]", marks)
