@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint schema bench fuzz clean
+.PHONY: run test test-differential lint schema bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The suite with every query it sends answered twice, on the compiled path and on graphql-core's
+# executor, which must agree byte for byte (`COMPILED_EXECUTION=false make test` runs the suite
+# on graphql-core's executor alone).
+test-differential: $(VENV)/.installed-dev
+	COMPILED_DIFFERENTIAL=1 $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ Seeds a realistic data set, starts every target at once, then drives each with w
 users' tokens, in interleaved rounds after a warm-up, and reports medians with their spread:
 
   api            this API (uvicorn, `--workers` processes)
+  api-reference  the same, with COMPILED_EXECUTION off (graphql-core's executor for everything)
   api-naive      the same, with dataloaders off (one statement per row: what loaders buy)
   pgl-jwt-rls    PostGraphile v4 with JWT claims and row-level security on user_id (like for like)
   pgl            PostGraphile v4 without either (the upper reference)
@@ -631,7 +632,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default="api,api-naive,pgl-jwt-rls,pgl,sql-floor",
-        help="comma-separated: api, api-naive, pgl-jwt-rls, pgl, sql-floor",
+        help="comma-separated: api, api-reference, api-naive, pgl-jwt-rls, pgl, sql-floor",
     )
     parser.add_argument("--operations", default=",".join(DEFAULT_VARIABLES))
     parser.add_argument("--page-cost", action="store_true", help="also compare 1k vs 100k tasks")
@@ -649,6 +650,9 @@ def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
     if args.baseline:
         source = baseline_checkout(args.baseline)
         targets.append(start_api(f"api@{args.baseline}", url, args.workers, {}, source))
+    if "api-reference" in wanted:
+        reference = {"COMPILED_EXECUTION": "false"}
+        targets.append(start_api("api-reference", url, args.workers, reference))
     if "api-naive" in wanted:
         targets.append(start_api("api-naive", url, args.workers, {"USE_DATALOADERS": "false"}))
     if "pgl-jwt-rls" in wanted:

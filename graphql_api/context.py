@@ -62,6 +62,10 @@ class Context(BaseContext):
     def _fresh_loaders(self) -> Loaders:
         return Loaders(self.db, batch=self.services.settings.use_dataloaders)
 
+    def renew_loaders(self) -> None:
+        """Start with empty loaders: nothing loaded so far is reused."""
+        self.loaders = self._fresh_loaders()
+
     @property
     def user_id(self) -> str:
         return self.db.user_id
@@ -71,7 +75,7 @@ class Context(BaseContext):
     ) -> T:
         """A scoped write; afterwards the loaders start empty, so nothing stale is shown."""
         result = await self.db.write(fn, *args, **kwargs)
-        self.loaders = self._fresh_loaders()
+        self.renew_loaders()
         return result
 
     async def create(

@@ -224,9 +224,18 @@ class RequestDb:
 
     async def _run(self, call: Callable[..., T], user_id: str | None, *, write: bool) -> T:
         async with self._lock:
-            return await self._database.run(
-                functools.partial(self._call_in_thread, call, user_id, write)
+            work = asyncio.ensure_future(
+                self._database.run(functools.partial(self._call_in_thread, call, user_id, write))
             )
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: keep the connection locked until it is done, or
+                # the next statement (or the request's end, which closes the connection)
+                # would use it from another thread meanwhile. graphql-core cancels a field's
+                # siblings when an error propagates past them.
+                await _finished(work)
+                raise
 
     def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
         """Run `call`, once more on a fresh connection if the pooled one turns out to be dead
@@ -327,6 +336,15 @@ class RequestDb:
             async with self._lock:
                 with suppress(sa.exc.DBAPIError):  # a dead connection has nothing to give back
                     await self._database.run(connection.close)
+
+
+async def _finished(work: asyncio.Future[Any]) -> None:
+    """Wait until `work` is done, through further cancellations; drop its outcome."""
+    while not work.done():
+        with suppress(asyncio.CancelledError):
+            await asyncio.wait([work])
+    if not work.cancelled():
+        work.exception()  # retrieved: nobody awaits this outcome any more
 
 
 def _forget_counter(connection: Connection) -> None:

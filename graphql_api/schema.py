@@ -14,7 +14,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graphql_api.context import Info
+from graphql_api.compiled import CompiledExecutor
+from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
@@ -189,6 +190,15 @@ class ApiSchema(strawberry.Schema):
                 log.debug("Client error: %s", error.message)
 
 
+class ApiExecutor(CompiledExecutor):
+    """The compiled path. When a compiled attempt gives up, the reference executor starts
+    with empty loaders, so it runs (and batches) exactly as it would have on its own."""
+
+    def before_reference_run(self, context: Any) -> None:
+        if isinstance(context, Context):
+            context.renew_loaders()
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with the limits and switches of `settings` (defaults: development)."""
     settings = settings or Settings(_env_file=None)
@@ -201,6 +211,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         max_field_repeats=settings.max_field_repeats,
         introspection=settings.introspection,
         suggestions=settings.environment != "production",
+        compiled=settings.compiled_execution,
     )
 
 
@@ -215,6 +226,7 @@ def _build_schema(
     max_field_repeats: int,
     introspection: bool,
     suggestions: bool,
+    compiled: bool = True,
 ) -> strawberry.Schema:
     limits = GuardSettings(
         shape=ShapeLimits(
@@ -235,6 +247,7 @@ def _build_schema(
         extensions=[MetricsExtension, error_formatter(suggestions=suggestions), guard(limits)],
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
         scalar_overrides=SCALAR_OVERRIDES,
+        execution_context_class=ApiExecutor if compiled else None,
     )
 
 

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         True,
         description="Batch relationship loads. Off only to measure the naive path (benchmark).",
     )
+    compiled_execution: bool = Field(
+        True,
+        description="Run queries on the compiled execution path (graphql_api.compiled); "
+        "false: graphql-core's executor for everything (the reference path).",
+    )
     graphiql: bool | None = Field(
         None,
         description="Serve the GraphiQL IDE on GET /graphql. Unset: on in development, "

@@ -1,18 +1,30 @@
-"""Test helpers: the API over HTTP as a given user, and a SQL statement counter."""
+"""Test helpers: the API over HTTP as a given user, and a SQL statement counter.
+
+With `COMPILED_DIFFERENTIAL=1`, every app the suite serves gets a twin on graphql-core's
+executor (COMPILED_EXECUTION off), and every query the suite sends through `Api.execute` goes
+to the twin first: the two answers must be byte for byte the same. So the whole suite's
+queries are a differential test of the compiled path (`make test-differential`).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from graphql import GraphQLError, OperationType, parse
 from sqlalchemy import event
 
 from graphql_api.db import is_transaction_control
+from graphql_api.limits import selected_operation
+
+DIFFERENTIAL = os.environ.get("COMPILED_DIFFERENTIAL") == "1"
+_twin_answering = [False]  # statements sent meanwhile are the twin's: not counted
 
 
 @dataclass
@@ -49,9 +61,12 @@ class Account:
 class Api:
     """The app over real HTTP (ASGI), with helpers to act as a given user."""
 
-    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, app: Any, twin: httpx.AsyncClient | None = None
+    ) -> None:
         self.client = client
         self.app = app
+        self.twin = twin  # the same app on graphql-core's executor (COMPILED_DIFFERENTIAL)
         self.statements: list[str] = []
 
     async def execute(
@@ -73,7 +88,25 @@ class Api:
             payload["variables"] = variables
         if operation_name is not None:
             payload["operationName"] = operation_name
+        if self.twin is not None and _is_query(query, operation_name):
+            return await self._differential(payload, headers)
         response = await self.client.post("/graphql", json=payload, headers=headers)
+        return Response(response.status_code, response.json())
+
+    async def _differential(self, payload: dict[str, Any], headers: dict[str, str]) -> Response:
+        assert self.twin is not None
+        if not any(name.lower() == "x-request-id" for name in headers):
+            headers["X-Request-ID"] = uuid.uuid4().hex  # the same in both answers
+        _twin_answering[0] = True
+        try:
+            expected = await self.twin.post("/graphql", json=payload, headers=headers)
+        finally:
+            _twin_answering[0] = False
+        response = await self.client.post("/graphql", json=payload, headers=headers)
+        assert (response.status_code, response.content) == (
+            expected.status_code,
+            expected.content,
+        ), f"the compiled path answers differently: {payload}"
         return Response(response.status_code, response.json())
 
     async def sign_up(self, email: str | None = None, password: str = "password123") -> Account:
@@ -99,7 +132,7 @@ class StatementCounter:
         self.statements: list[str] = []
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not is_transaction_control(statement):
+        if not is_transaction_control(statement) and not _twin_answering[0]:
             self.statements.append(statement)
 
     def __enter__(self) -> StatementCounter:
@@ -125,13 +158,37 @@ def owner_column(table: sa.Table) -> sa.Column[str]:
     return table.c.id if table.name == "users" else table.c.user_id
 
 
+def _is_query(query: str, operation_name: str | None) -> bool:
+    try:
+        operation = selected_operation(parse(query), operation_name)
+    except GraphQLError:
+        return True  # both must refuse it alike
+    return operation is None or operation.operation is OperationType.QUERY
+
+
 @asynccontextmanager
 async def serve(settings: Any) -> AsyncIterator[Api]:
     """An app built from `settings`, running (lifespan included), reached over ASGI HTTP."""
+    async with AsyncExitStack() as stack:
+        app, client = await _running(stack, settings)
+        twin = None
+        if DIFFERENTIAL:
+            reference = settings.model_copy(update={"compiled_execution": False})
+            # The twin serves with the app's own services (connection pool, key cache,
+            # metrics): tests that count what those do see one app, as without a twin.
+            _, twin = await _running(stack, reference, services=app.state.services)
+        yield Api(client, app, twin)
+
+
+async def _running(
+    stack: AsyncExitStack, settings: Any, services: Any = None
+) -> tuple[Any, httpx.AsyncClient]:
     from graphql_api.app import create_app
 
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    if services is not None:
+        app.state.services = services
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://test")
+    return app, await stack.enter_async_context(client)

@@ -26,6 +26,31 @@ postgresql_only = pytest.mark.parametrize(
 )
 
 
+async def test_a_cancelled_read_keeps_the_connection_until_its_thread_is_done(
+    backend: Backend,
+) -> None:
+    """graphql-core cancels the sibling fields of an error that propagates; a sibling waiting
+    for the database thread must not let the request use (or close) the connection while
+    that thread still does (found by tests/test_compiled_differential.py)."""
+    database = Database(make_settings(backend.app_url))
+    request = database.request(None)
+    events: list[object] = []
+
+    def slow(conn: sa.Connection) -> None:
+        time.sleep(0.3)
+        events.append(("finished", conn.closed))
+
+    reading = asyncio.ensure_future(request.read_public(slow))
+    await asyncio.sleep(0.1)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await request.close()
+    events.append("closed")
+    database.dispose()
+    assert events == [("finished", False), "closed"]
+
+
 @postgresql_only
 def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
     database = Database(make_settings(backend.app_url))
