@@ -9,7 +9,7 @@ With `batch=False` (the benchmark's naive mode) each key costs a statement of it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
@@ -22,6 +22,7 @@ from graphql_api.sql import Record
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
 
+K = TypeVar("K")
 V = TypeVar("V")
 
 
@@ -95,3 +96,17 @@ async def load_existing(loader: DataLoader[Any, Record | None], key: Any, what: 
     if row is None:
         raise NotFound(what)
     return row
+
+
+async def load_all(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
+    """`loader.load_many(keys)` without its `gather`: every key is asked in this tick (one
+    batch), then the futures are awaited in turn (all settle together). If the batch fails,
+    every future's exception is retrieved, as `gather` would, and the first is raised."""
+    futures = [loader.load(key) for key in keys]
+    try:
+        return [await future for future in futures]
+    except Exception:
+        for future in futures:
+            if future.done() and not future.cancelled():
+                future.exception()
+        raise

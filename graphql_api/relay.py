@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
@@ -11,6 +12,7 @@ from typing import Annotated, Generic, TypeVar
 
 import strawberry
 
+from graphql_api.compiled.batch import batched
 from graphql_api.errors import NotFound
 from graphql_api.pagination import Page, PageArgs
 from graphql_api.sql import Record
@@ -95,6 +97,27 @@ class Edge(Generic[T]):
     node: T = strawberry.field(description="The item.")
 
 
+async def total_counts(connections: Sequence[Connection[T]], context: object) -> list[object]:
+    """`Connection.totalCount` for a level's connections (`graphql_api.compiled.batch`): every
+    count is started at once, so the loaders behind them batch; each one's error is its value.
+    Counts answered by a dataloader are futures (and a lone count needs no task): awaited in
+    turn, without a task each."""
+    started = [connection.count() for connection in connections]
+    if len(started) > 1 and not all(asyncio.isfuture(count) for count in started):
+        counted: list[object] = list(await asyncio.gather(*started, return_exceptions=True))
+        for outcome in counted:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation is not a field error
+        return counted
+    counts: list[object] = []
+    for awaitable in started:
+        try:
+            counts.append(await awaitable)
+        except Exception as error:
+            counts.append(error)
+    return counts
+
+
 @strawberry.type(description="A page of a list, with cursors to fetch the pages around it (Relay).")
 class Connection(Generic[T]):
     edges: list[Edge[T]] = strawberry.field(description="The items of this page with cursors.")
@@ -106,6 +129,7 @@ class Connection(Generic[T]):
         return [edge.node for edge in self.edges]
 
     @strawberry.field(description="How many items the whole list holds, across all pages.")
+    @batched(total_counts)
     async def total_count(self) -> int:
         return await self.count()
 

@@ -220,3 +220,27 @@ def test_every_relationship_is_budgeted() -> None:
     missing = relationship_fields() - selected
     assert not missing, f"select these in a bench/operations file with a budget: {sorted(missing)}"
     assert {path.stem for path in Path(OPERATIONS).glob("*.graphql")} == set(BUDGET)
+
+
+async def test_relationships_resolve_once_per_level_on_the_compiled_path(
+    api: Api, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every asynchronous field of the benchmark's operations that can have many parents is
+    resolved by its batch form (`graphql_api.compiled.batch`): no resolver call per parent object."""
+    from graphql_api.compiled.run import Run
+
+    per_object: set[str] = set()
+    call_each = Run._call_each
+
+    def record(run: Run, field: Any, objects: Any, children: Any) -> None:
+        if field.is_async:
+            per_object.add(f"{field.parent_type.name}.{field.name}")
+        call_each(run, field, objects, children)
+
+    monkeypatch.setattr(Run, "_call_each", record)
+    account = await api.sign_up()
+    ids = seed_world(engine, user_row_id(account), 3)
+    for name in BUDGET:
+        (await api.execute(operation(name), variables(name, 3, ids), as_user=account)).ok()
+    once = ("Query.", "User.", "TaskStats.")  # one object per request: nothing to batch
+    assert {field for field in per_object if not field.startswith(once)} == set()

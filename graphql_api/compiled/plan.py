@@ -56,6 +56,8 @@ from graphql.execution.values import VariableValues
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from graphql_api.compiled.batch import BatchFunction, batch_of
+
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 GRAPHQL_MAX_INT = 2**31 - 1
 
@@ -134,6 +136,9 @@ class FieldPlan:
     source_kwargs: tuple[str, ...] = ()
     """Parameters (`root`, `strawberry.Parent`) that receive the parent object."""
     info_kwarg: str | None = None
+    batch: BatchFunction | None = None
+    """The resolver's per-level form (`graphql_api.compiled.batch`): called once with all the
+    parent objects of a level instead of the resolver once per parent."""
     has_arguments: bool = False
     argument_variables: tuple[str, ...] = ()
     """The variables the field's arguments read: with the field's literals, all its converted
@@ -314,6 +319,8 @@ class PlanBuilder:
             if parameter is not None
         )
         plan.info_kwarg = resolver.info_parameter.name if resolver.info_parameter else None
+        if plan.is_async and plan.pass_source and not plan.source_kwargs:
+            plan.batch = batch_of(resolver.wrapped_func)
 
     def _shape(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Shape:
         nonnull = is_non_null_type(type_)

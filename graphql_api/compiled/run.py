@@ -64,7 +64,8 @@ _MISSING = object()  # a variable the request does not give (not the same as nul
 _NEVER_AWAITABLE: set[type] = {str, int, float, bool, dict, list, tuple}
 
 Children = dict[TypePlan, list["Position"]]
-Pending = tuple[FieldPlan, "Position", Awaitable[Any]]
+Pending = tuple[FieldPlan, "Position | list[Position]", Awaitable[Any]]
+"""A resolver's awaitable for one parent object, or a batch function's for a level's parents."""
 
 
 class Bail(BaseException):
@@ -202,6 +203,11 @@ class Run:
     def _call_resolvers(
         self, field: FieldPlan, objects: list[Position], children: Children
     ) -> None:
+        if field.batch is None or not self._call_batch(field, objects):
+            self._call_each(field, objects, children)
+
+    def _call_each(self, field: FieldPlan, objects: list[Position], children: Children) -> None:
+        """Call the field's resolver once per parent object."""
         key, shape = field.key, field.shape
         call = self._caller(field)
         awaitable = self.is_awaitable
@@ -215,9 +221,47 @@ class Run:
             except Exception as error:
                 self._slot_error(error, field, position, key, shape.nonnull)
 
+    def _call_batch(self, field: FieldPlan, objects: list[Position]) -> bool:
+        """Start the field's batch function for all of `objects`; False if the resolver must
+        be called for each instead (its arguments cannot be shared, or the call failed: each
+        resolver call reports its own error)."""
+        assert field.batch is not None
+        try:
+            arguments = self._shared_arguments(field) if field.has_arguments else {}
+            if arguments is None:
+                return False
+            sources = [position.source for position in objects]
+            awaitable = field.batch(sources, self.executor.context_value, **arguments)
+        except Exception:
+            return False
+        self.pending.append((field, objects, awaitable))
+        return True
+
+    def _complete_batch(
+        self, field: FieldPlan, objects: list[Position], outcome: Any, children: Children
+    ) -> None:
+        """Complete a batch function's values, one per parent; if it failed, call the resolver
+        for each parent instead (in the next wave), so errors are exactly the resolver's."""
+        if (
+            isinstance(outcome, Exception)
+            or not isinstance(outcome, list | tuple)
+            or len(outcome) != len(objects)
+        ):
+            self._call_each(field, objects, children)
+            return
+        key, shape = field.key, field.shape
+        for position, value in zip(objects, outcome, strict=True):
+            try:  # an exception as value stands for the one the resolver would raise
+                self._complete(shape, value, field, position, position, key, children)
+            except Exception as error:
+                self._slot_error(error, field, position, key, shape.nonnull)
+
     def _complete_pending(self, pending: list[Pending], outcomes: list[Any]) -> None:
         children: Children = {}
         for (field, position, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(position, list):
+                self._complete_batch(field, position, outcome, children)
+                continue
             key, shape = field.key, field.shape
             try:  # an exception as outcome is raised by _complete, like a returned one
                 self._complete(shape, outcome, field, position, position, key, children)

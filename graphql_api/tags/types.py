@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from graphql_api import models
-from graphql_api.context import Info
+from graphql_api.compiled.batch import batched
+from graphql_api.context import Context, Info
+from graphql_api.loaders import load_all
 from graphql_api.mirror import from_record, mirror
 from graphql_api.relay import (
     After,
@@ -27,6 +31,26 @@ if TYPE_CHECKING:
     from graphql_api.tasks.types import Task
 
 
+async def tasks_of_tags(
+    tags: Sequence[Tag],
+    context: Context,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> list[Connection[Task]]:
+    """`Tag.tasks` for a level's tags (`graphql_api.compiled.batch`)."""
+    page = page_args(first, after, last, before)
+    loaders = context.loaders
+    keys = [tag.row_id for tag in tags]
+    found = await load_all(loaders.tasks_page_by_tag_id(page), keys)
+    count = loaders.task_count_by_tag_id.load
+    return [
+        to_connection(result, task_types.Task.from_row, partial(count, key))
+        for result, key in zip(found, keys, strict=True)
+    ]
+
+
 @mirror(
     models.Tag,
     exclude={
@@ -43,6 +67,7 @@ class Tag(Node):
         return from_record(cls, row)
 
     @strawberry.field(description="The live tasks carrying this tag, newest first.")
+    @batched(tasks_of_tags)
     async def tasks(
         self,
         info: Info,
@@ -54,8 +79,5 @@ class Tag(Node):
         page = page_args(first, after, last, before)
         loaders = info.context.loaders
         result = await loaders.tasks_page_by_tag_id(page).load(self.row_id)
-
-        async def count() -> int:
-            return await loaders.task_count_by_tag_id.load(self.row_id)
-
+        count = partial(loaders.task_count_by_tag_id.load, self.row_id)
         return to_connection(result, task_types.Task.from_row, count)

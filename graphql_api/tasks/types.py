@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from graphql_api import models
-from graphql_api.context import Info
+from graphql_api.compiled.batch import batched
+from graphql_api.context import Context, Info
+from graphql_api.loaders import load_all
 from graphql_api.mirror import describe_enum, from_record, mirror
 from graphql_api.relay import Node
 from graphql_api.sql import AnyRow, as_record, position
@@ -54,6 +57,25 @@ class OrderDirection(enum.Enum):
     DESC = strawberry.enum_value("desc", description="Largest first.")
 
 
+# The per-level forms of Task's relationship fields (`graphql_api.compiled.batch`): one load of
+# every parent's key and the same objects as the resolvers below build, one list per parent.
+
+
+async def tags_of_tasks(tasks: Sequence[Task], context: Context) -> list[list[Tag]]:
+    found = await load_all(context.loaders.tags_by_task_id, [task.row_id for task in tasks])
+    return [[tag_types.Tag.from_row(row) for row in rows] for rows in found]
+
+
+async def subtasks_of_tasks(tasks: Sequence[Task], context: Context) -> list[list[Task]]:
+    found = await load_all(context.loaders.subtasks_by_task_id, [task.row_id for task in tasks])
+    return [[Task.from_row(row) for row in rows] for rows in found]
+
+
+async def parents_of_tasks(tasks: Sequence[Task], context: Context) -> list[list[Task]]:
+    found = await load_all(context.loaders.parents_by_task_id, [task.row_id for task in tasks])
+    return [[Task.from_row(row) for row in rows] for rows in found]
+
+
 @mirror(
     models.Task,
     exclude={
@@ -76,6 +98,7 @@ class Task(Node):
         return from_record(cls, row, is_overdue=overdue)
 
     @strawberry.field(description="The live tags on this task, by name.")
+    @batched(tags_of_tasks)
     async def tags(
         self, info: Info
     ) -> list[Annotated[Tag, strawberry.lazy("graphql_api.tags.types")]]:
@@ -83,11 +106,13 @@ class Task(Node):
         return [tag_types.Tag.from_row(row) for row in rows]
 
     @strawberry.field(description="The live subtasks of this task, oldest first.")
+    @batched(subtasks_of_tasks)
     async def subtasks(self, info: Info) -> list[Task]:
         rows = await info.context.loaders.subtasks_by_task_id.load(self.row_id)
         return [Task.from_row(row) for row in rows]
 
     @strawberry.field(description="The live tasks this task is a subtask of, oldest first.")
+    @batched(parents_of_tasks)
     async def parents(self, info: Info) -> list[Task]:
         rows = await info.context.loaders.parents_by_task_id.load(self.row_id)
         return [Task.from_row(row) for row in rows]
