@@ -3,13 +3,15 @@ schema (fetched by introspection) before sending it.
 
     python examples/python_client.py http://127.0.0.1:8000/graphql you@example.com password123
 
-It signs up (or signs in, if the account exists), creates a task and lists the open tasks.
+It signs up (or signs in, if the account exists), creates tasks (several in one request: a
+refused one answers null with its error, the others are saved) and lists the open tasks.
 """
 
 from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gql import Client, gql
 from gql.transport.exceptions import TransportQueryError
@@ -26,13 +28,6 @@ SIGN_IN = gql(
     """
     mutation SignIn($email: String!, $password: String!) {
       signIn(input: {email: $email, password: $password}) { token }
-    }
-    """
-)
-CREATE_TASK = gql(
-    """
-    mutation CreateTask($input: CreateTaskInput!) {
-      createTask(input: $input) { id title priority dueDate }
     }
     """
 )
@@ -66,17 +61,41 @@ def token_for(url: str, email: str, password: str) -> str:
             return str(session.execute(SIGN_IN, variable_values=variables)["signIn"]["token"])
 
 
+def create_tasks(session: Any, inputs: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+    """Creates the tasks in one request: for each input, the task, or why it was refused.
+
+    Every mutation's result is nullable, so a refused one answers null with its error (its
+    `path` names the alias) while the others are saved and answer their task."""
+    variables = ", ".join(f"$t{i}: CreateTaskInput!" for i in range(len(inputs)))
+    fields = " ".join(
+        f"t{i}: createTask(input: $t{i}) {{ id title priority dueDate }}"
+        for i in range(len(inputs))
+    )
+    document = gql(f"mutation CreateTasks({variables}) {{ {fields} }}")
+    values = {f"t{i}": task for i, task in enumerate(inputs)}
+    try:
+        data, errors = session.execute(document, variable_values=values), []
+    except TransportQueryError as error:  # some refused: `data` holds the others
+        if error.data is None:  # the whole request was refused (a bad token, say)
+            raise
+        data, errors = error.data, error.errors or []
+    reasons = {e["path"][0]: e["message"] for e in errors if e.get("path")}
+    return [data[f"t{i}"] or reasons.get(f"t{i}", "refused") for i in range(len(inputs))]
+
+
 def main(url: str, email: str, password: str) -> list[str]:
     token = token_for(url, email, password)
     with client(url, token) as session:
         due = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-        created = session.execute(
-            CREATE_TASK,
-            variable_values={
-                "input": {"title": "Try the Python client", "priority": "HIGH", "dueDate": due}
-            },
-        )["createTask"]
-        print(f"created {created['title']!r} ({created['priority']}, due {created['dueDate']})")
+        wanted = [
+            {"title": "Try the Python client", "priority": "HIGH", "dueDate": due},
+            {"title": ""},  # refused (a title has 1 to 200 characters): only this one
+        ]
+        for task in create_tasks(session, wanted):
+            if isinstance(task, str):
+                print(f"refused: {task}")
+            else:
+                print(f"created {task['title']!r} ({task['priority']}, due {task['dueDate']})")
         titles: list[str] = []
         after = None
         while True:

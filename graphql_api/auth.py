@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 BUILT_IN_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+ISSUED_AT_US_CLAIM = "iat_us"
+"""Built-in tokens' issue time in microseconds (`iat` has whole seconds): a token issued in the
+same second as a `changePassword` or `signOutEverywhere`, before or after it, is told apart."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 DEV_SECRET_FILE = Path(".jwt-secret")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
@@ -84,11 +90,11 @@ class Passwords:
         return await loop.run_in_executor(self._threads, self.verify, password_hash, password)
 
     @staticmethod
-    def check_strength(password: str) -> None:
+    def check_strength(password: str, field: str = "password") -> None:
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise BadUserInput(
-                f"`password`: use {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
-                field="password",
+                f"`{field}`: use {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+                field=field,
             )
 
     def hash(self, password: str) -> str:
@@ -167,13 +173,20 @@ class Tokens:
             jwks if jwks is not None else (JwksCache(settings) if settings.jwt_jwks_url else None)
         )
 
-    def issue(self, user_id: str) -> str:
+    def issue(self, user_id: str, *, after: datetime | None = None) -> str:
+        """A built-in token for `user_id`. `after`: the user's `tokens_valid_after` when it was
+        just set (changePassword): the token is issued later than it, even within the same
+        microsecond or on a clock behind the one that set it, so it works."""
         if not self._secret:
             raise RuntimeError("Built-in tokens need JWT_SECRET.")
-        now = int(time.time())
+        issued_us = time.time_ns() // 1000
+        if after is not None:
+            issued_us = max(issued_us, (after - EPOCH) // MICROSECOND + 1)
+        now = issued_us // 1_000_000
         claims = {
             "sub": user_id,
             "iat": now,
+            ISSUED_AT_US_CLAIM: issued_us,
             "exp": now + self._settings.jwt_lifetime_seconds,
             "iss": self._settings.token_issuer,
         }
@@ -190,7 +203,7 @@ class Tokens:
         algorithm = header.get("alg")
         if algorithm == BUILT_IN_ALGORITHM and self._secret:
             claims = self._decode(token, self._secret, algorithm, self._settings.token_issuer, None)
-            return Principal(user_id=claims["sub"])
+            return Principal(user_id=claims["sub"], issued_at=_issued_at(claims, precise=True))
         if self._jwks is not None and algorithm in self._settings.jwt_algorithms:
             key = await self._jwks.key(header.get("kid"))
             claims = self._decode(
@@ -200,7 +213,10 @@ class Tokens:
             # Identities are keyed by (issuer, subject); without JWT_ISSUER, by the key set's URL.
             issuer = self._settings.jwt_issuer or self._settings.jwt_jwks_url or ""
             return Principal.of_provider(
-                issuer, claims["sub"], email if isinstance(email, str) else None
+                issuer,
+                claims["sub"],
+                email if isinstance(email, str) else None,
+                _issued_at(claims, precise=False),
             )
         raise Unauthenticated("Token algorithm not accepted.")
 
@@ -241,6 +257,23 @@ class Tokens:
     async def aclose(self) -> None:
         if self._jwks is not None:
             await self._jwks.aclose()
+
+
+def _issued_at(claims: dict[str, Any], *, precise: bool) -> datetime:
+    """When a verified token was issued. Built-in tokens carry microseconds (`iat_us`; tokens
+    from before it have `iat` only); a provider's `iat` has whole seconds, read as the start of
+    its second, so a provider token from the second of a sign-out counts as issued before it."""
+    if precise:
+        issued_us = claims.get(ISSUED_AT_US_CLAIM)
+        if isinstance(issued_us, int) and not isinstance(issued_us, bool):
+            try:
+                return EPOCH + issued_us * MICROSECOND
+            except OverflowError:
+                raise Unauthenticated("Invalid token.") from None
+    try:  # as PyJWT read it when it checked the claim
+        return EPOCH + timedelta(seconds=int(claims["iat"]))
+    except (OverflowError, ValueError, TypeError):
+        raise Unauthenticated("Invalid token.") from None
 
 
 def bearer_token(authorization: str | None) -> str | None:

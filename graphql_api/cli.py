@@ -1,4 +1,4 @@
-"""`graphql-api`: serve, migrate, token, seed, export-schema, schema-diff."""
+"""`graphql-api`: serve, migrate, token, seed, purge, export-schema, schema-diff."""
 
 from __future__ import annotations
 
@@ -88,6 +88,31 @@ def _seed(args: argparse.Namespace, settings: Settings) -> None:
     seed.seed_bulk(settings, users=args.users, tasks=args.tasks)
 
 
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 <= days < 100_000:
+        raise argparse.ArgumentTypeError("DAYS goes from 0 (all the trash) to 99999")
+    return days
+
+
+def _purge(args: argparse.Namespace, settings: Settings) -> None:
+    from datetime import timedelta
+
+    from graphql_api.purge import purge_trash
+
+    result = purge_trash(settings, older_than=timedelta(days=args.older_than))
+    counts = result.counts
+    print(
+        f"Purged what was trashed before {result.trashed_before.isoformat(timespec='seconds')}, "
+        "with its tag links, subtask links and messages:\n"
+        f"  tasks: {counts.tasks}\n  tags: {counts.tags}\n"
+        f"  conversations: {counts.conversations}\n  users: {result.users}"
+    )
+
+
 def _export_schema(args: argparse.Namespace, _: Settings) -> None:
     from graphql_api.reference import schema_reference
     from graphql_api.schema import schema
@@ -159,6 +184,18 @@ def parser() -> argparse.ArgumentParser:
     seed.add_argument("--users", type=int, default=10)
     seed.add_argument("--tasks", type=int, default=100, help="tasks per user")
     seed.set_defaults(run=_seed)
+
+    purge = commands.add_parser(
+        "purge",
+        help="delete for good, across all users, what has been in the trash over DAYS days",
+        description="Delete for good, across all users, the tasks, tags and conversations "
+        "trashed more than DAYS days ago, with their tag links, subtask links and messages. "
+        "Run it as the tables' owner, like migrate.",
+    )
+    purge.add_argument(
+        "--older-than", type=_days, required=True, metavar="DAYS", help="0 empties all trash"
+    )
+    purge.set_defaults(run=_purge)
 
     export = commands.add_parser("export-schema", help="write the schema as SDL")
     export.add_argument("--output", default="schema.graphql", help="a path, or - for stdout")

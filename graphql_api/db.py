@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -27,7 +28,12 @@ from sqlalchemy.engine import Connection, Engine
 from graphql_api import sql
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
 from graphql_api.settings import Settings
-from graphql_api.users.repository import external_user_id, provision_user, user_exists
+from graphql_api.users.repository import (
+    external_user_id,
+    provision_user,
+    token_status,
+    user_exists,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -166,11 +172,19 @@ class Principal:
     # an id derived from the pair, so a provider's `sub` never acts as a built-in account.
     issuer: str | None = None
     subject: str | None = None
+    # When the token was issued (aware UTC): a token issued at or before its user's
+    # `tokens_valid_after` no longer works. None (no token behind it: tools, tests) works only
+    # while the user has no cut-off.
+    issued_at: datetime | None = None
 
     @classmethod
-    def of_provider(cls, issuer: str, subject: str, email: str | None) -> Principal:
+    def of_provider(
+        cls, issuer: str, subject: str, email: str | None, issued_at: datetime | None = None
+    ) -> Principal:
         user_id = external_user_id(issuer, subject)
-        return cls(user_id=user_id, email=email, issuer=issuer, subject=subject)
+        return cls(
+            user_id=user_id, email=email, issuer=issuer, subject=subject, issued_at=issued_at
+        )
 
 
 class RequestDb:
@@ -298,9 +312,15 @@ class RequestDb:
         self._entered = True
 
     def _check_user(self, connection: Connection, user_id: str, *, writing: bool) -> None:
-        if not scope_to_user(connection, user_id, check_exists=True):
-            principal = self.principal
-            assert principal is not None
+        principal = self.principal
+        assert principal is not None
+        accepted = check_token_user(connection, user_id, principal.issued_at)
+        if accepted is False:
+            raise Unauthenticated(
+                "This token was signed out (password changed, or signed out everywhere): "
+                "sign in again."
+            )
+        if accepted is None:
             if principal.issuer is None or principal.subject is None:
                 raise Unauthenticated("The account of this token no longer exists.")
             identity = (principal.issuer, principal.subject, principal.email)
@@ -366,6 +386,25 @@ def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = 
     # Once per request: on the driver's cursor, without Core's execution machinery.
     rows = sql.execute(connection, statement, {"user": user_id})
     return bool(rows[0][0]) if check_exists else True
+
+
+def check_token_user(
+    connection: Connection, user_id: str, issued_at: datetime | None
+) -> bool | None:
+    """Bind the transaction to `user_id` (as `scope_to_user` does) and check the token, in one
+    round trip: None if the user does not exist, False if its tokens issued at `issued_at` were
+    revoked (issued at or before its `tokens_valid_after`), True otherwise."""
+    if connection.dialect.name != "postgresql":
+        return token_status(connection, user_id, issued_at)
+    statement = (
+        "SELECT set_config('app.user_id', %(user)s, true); "
+        "SELECT (SELECT COALESCE(tokens_valid_after < %(issued)s, tokens_valid_after IS NULL) "
+        "FROM users WHERE id = %(user)s)"
+    )
+    # Once per request: on the driver's cursor, without Core's execution machinery.
+    rows = sql.execute(connection, statement, {"user": user_id, "issued": issued_at})
+    accepted: bool | None = rows[0][0]
+    return accepted
 
 
 def allow_account_lookup(connection: Connection) -> None:

@@ -8,6 +8,7 @@ request and calls each of its hooks, which costs CPU on every request.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -25,7 +26,13 @@ from graphql import (
     validate,
     visit,
 )
-from graphql.language import DocumentNode, ObjectValueNode, StringValueNode, ValueNode
+from graphql.language import (
+    ArgumentNode,
+    DocumentNode,
+    ObjectValueNode,
+    StringValueNode,
+    ValueNode,
+)
 from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities.validate_input_value import validate_input_literal
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
@@ -104,19 +111,27 @@ def _tag_validation_error(error: GraphQLError) -> GraphQLError:
 
 
 class LocatedValuesOfCorrectType(ValuesOfCorrectTypeRule):
-    """graphql-core's rule, except that an error a scalar raised itself (a `DateTime` without
-    a time zone) gets the location of the bad literal and, in an input object, its field in
-    the message and in `extensions.field`, like every other `BAD_USER_INPUT`."""
+    """graphql-core's rule, except that every error names the input field or argument it is
+    about, in the message and in `extensions.field` (`title: null` in an input, `ids: null`
+    as an argument), and an error a scalar raised itself (a `DateTime` without a time zone)
+    gets the location of the bad literal, like every other `BAD_USER_INPUT`."""
+
+    argument: str | None = None
+
+    def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+        self.argument = node.name.value
+
+    def leave_argument(self, *_args: Any) -> None:
+        self.argument = None
 
     def is_valid_value_node(
         self, node: ValueNode, input_type: GraphQLInputType | None
     ) -> VisitorAction:
         if input_type:
+            argument = self.argument
 
             def on_error(error: GraphQLError, path: list[str | int]) -> None:
-                if error.nodes is None:
-                    error = _located(error, node, path)
-                self.report_error(error)
+                self.report_error(_located(error, node, path, argument))
 
             validate_input_literal(
                 node, input_type, on_error, hide_suggestions=self.context.hide_suggestions
@@ -124,17 +139,36 @@ class LocatedValuesOfCorrectType(ValuesOfCorrectTypeRule):
         return SKIP
 
 
-def _located(error: GraphQLError, node: ValueNode, path: list[str | int]) -> GraphQLError:
-    for key in path:  # down to the literal itself, for its location
-        if isinstance(node, ObjectValueNode) and isinstance(key, str):
-            node = next((f.value for f in node.fields if f.name.value == key), node)
-    field = next((key for key in reversed(path) if isinstance(key, str)), None)
+def field_named_in(message: str) -> str | None:
+    """The input field a graphql-core message is about: one missing or unknown in an object."""
+    found = NAMED_FIELD.search(message)
+    return found.group(1) if found else None
+
+
+NAMED_FIELD = re.compile(r"to include (?:required|unknown) field '(\w+)'")
+
+
+def _located(
+    error: GraphQLError, node: ValueNode, path: list[str | int], argument: str | None
+) -> GraphQLError:
+    field = (
+        field_named_in(error.message)
+        or next((key for key in reversed(path) if isinstance(key, str)), None)
+        or argument
+    )
     extensions = dict(error.extensions or {})
     message = error.message
     if field is not None:
         extensions["field"] = field
         message = f"`{field}`: {message}"
-    return GraphQLError(message, node, original_error=error.original_error, extensions=extensions)
+    if error.nodes:
+        nodes: Any = error.nodes
+    else:
+        for key in path:  # down to the literal itself, for its location
+            if isinstance(node, ObjectValueNode) and isinstance(key, str):
+                node = next((f.value for f in node.fields if f.name.value == key), node)
+        nodes = node
+    return GraphQLError(message, nodes, original_error=error.original_error, extensions=extensions)
 
 
 class _Checker:

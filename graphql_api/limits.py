@@ -45,7 +45,7 @@ from graphql_api.pagination import DEFAULT_PAGE_SIZE
 ASSUMED_LIST_SIZE = 5
 """How many items a list without `first`/`last` (task.tags, task.subtasks) is assumed to hold."""
 
-PASSWORD_FIELDS = frozenset({"signUp", "signIn"})
+PASSWORD_FIELDS = frozenset({"signUp", "signIn", "changePassword", "deleteMe"})
 """Root fields that hash or verify a password: at most one per operation (argon2 is costly)."""
 
 

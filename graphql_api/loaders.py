@@ -18,6 +18,7 @@ from graphql_api.conversations import repository as conversations
 from graphql_api.db import RequestDb
 from graphql_api.errors import NotFound
 from graphql_api.pagination import Page, PageArgs
+from graphql_api.relay import decode_uuid
 from graphql_api.sql import Record
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
@@ -96,6 +97,19 @@ async def load_existing(loader: DataLoader[Any, Record | None], key: Any, what: 
     if row is None:
         raise NotFound(what)
     return row
+
+
+async def load_by_global_id(
+    loader: DataLoader[Any, Record | None], global_id: str, type_name: str
+) -> Record | None:
+    """The row of a `type_name` global ID, or None: for a lookup such as `task(id:)`, where
+    "there is none" is an answer, not an error. Missing, another user's (the loader finds only
+    the caller's rows), another type's and malformed ids all answer None alike."""
+    try:
+        key = decode_uuid(global_id, type_name)
+    except NotFound:
+        return None
+    return await loader.load(key)
 
 
 async def load_all(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:

@@ -18,8 +18,10 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import RowMapping
 from sqlmodel import SQLModel
 
+from graphql_api.errors import BadUserInput, camel_case
 from graphql_api.relay import encode_id
 from graphql_api.sql import Record
+from graphql_api.validation import MAY_NOT_BE_NULL, accepts_null
 
 C = TypeVar("C", bound=type)
 E = TypeVar("E")
@@ -122,12 +124,24 @@ def _record_constructor(
 
 
 def given_fields(value: object) -> dict[str, Any]:
-    """The fields of an input that the client actually sent (UNSET ones left out)."""
-    return {
-        name: getattr(value, name)
-        for name in type(value).__mirrored_columns__  # type: ignore[attr-defined]
-        if getattr(value, name) is not strawberry.UNSET
-    }
+    """The fields of an input that the client actually sent (UNSET ones left out).
+
+    An explicit null for a column that cannot be null is BAD_USER_INPUT naming the field, before
+    any SQL: every field of a patch input is optional, so GraphQL itself lets a null through."""
+    model: type[SQLModel] = type(value).__mirrored_model__  # type: ignore[attr-defined]
+    given: dict[str, Any] = {}
+    for name in type(value).__mirrored_columns__:  # type: ignore[attr-defined]
+        field_value = getattr(value, name)
+        if field_value is strawberry.UNSET:
+            continue
+        if field_value is None and not accepts_null(model.model_fields[name]):
+            field = camel_case(name)
+            raise BadUserInput(
+                f"`{field}`: {MAY_NOT_BE_NULL}; leave it out to keep the current value.",
+                field=field,
+            )
+        given[name] = field_value
+    return given
 
 
 def describe_enum(

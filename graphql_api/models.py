@@ -212,6 +212,13 @@ class User(UserFields, table=True):
     )
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
+    tokens_valid_after: datetime | None = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        nullable=True,
+        description="Tokens issued at or before this time (changePassword, signOutEverywhere) "
+        "no longer work; null: no cut-off. Microsecond precision.",
+    )
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.conversations.types import Conversation, Message
 from graphql_api.errors import ApiError, NotFound
-from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, guard
+from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, field_named_in, guard
 from graphql_api.limits import ShapeLimits
-from graphql_api.loaders import load_existing
+from graphql_api.loaders import load_by_global_id
 from graphql_api.observability import MetricsExtension
-from graphql_api.relay import Node, decode_id, parse_uuid
+from graphql_api.relay import Node, decode_id
 from graphql_api.scalars import SCALAR_OVERRIDES
 from graphql_api.settings import Settings
 from graphql_api.tags.mutations import TagMutations
@@ -33,6 +33,7 @@ from graphql_api.tags.types import Tag
 from graphql_api.tasks.mutations import TaskMutations
 from graphql_api.tasks.queries import TaskQueries
 from graphql_api.tasks.types import Task
+from graphql_api.trash.mutations import TrashMutations
 from graphql_api.users import repository as users
 from graphql_api.users.mutations import UserMutations
 from graphql_api.users.queries import UserQueries
@@ -43,11 +44,17 @@ __all__ = ["PUBLIC_ROOT_FIELDS", "build_schema", "schema"]
 log = logging.getLogger(__name__)
 
 
-async def _load_node(info: Info, type_name: str, raw_id: str) -> Node:
+async def _load_node(info: Info, global_id: str) -> Node | None:
+    """The object a global ID names, or None (missing, another user's, or not an ID of ours:
+    the same answer for each)."""
     context = info.context
+    try:
+        type_name, raw_id = decode_id(global_id)
+    except NotFound:
+        return None
     if type_name == "User":
         if raw_id != context.user_id:
-            raise NotFound("User")
+            return None
         return User.from_row(await context.db.read(users.get_user))
     loaders = context.loaders
     by_type: dict[str, tuple[Any, Any]] = {
@@ -57,24 +64,24 @@ async def _load_node(info: Info, type_name: str, raw_id: str) -> Node:
         "Message": (loaders.message_by_id, Message.from_row),
     }
     if type_name not in by_type:
-        raise NotFound("Object")
+        return None
     loader, make = by_type[type_name]
-    node: Node = make(await load_existing(loader, parse_uuid(raw_id, type_name), type_name))
+    row = await load_by_global_id(loader, global_id, type_name)
+    node: Node | None = None if row is None else make(row)
     return node
 
 
 @strawberry.type
 class NodeQueries:
     @strawberry.field(
-        description="Refetch any object by its global ID; null and NOT_FOUND if it is not yours."
+        description="Refetch any object by its global ID; null if you have no such object."
     )
     async def node(
         self,
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> Node | None:
-        type_name, raw_id = decode_id(id)
-        return await _load_node(info, type_name, raw_id)
+        return await _load_node(info, id)
 
 
 @strawberry.type(description="Everything you can read; all of it is scoped to the signed-in user.")
@@ -82,8 +89,11 @@ class Query(UserQueries, NodeQueries, TaskQueries, TagQueries, ConversationQueri
     pass
 
 
-@strawberry.type(description="Everything you can change; each mutation is one transaction.")
-class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations):
+@strawberry.type(
+    description="Everything you can change. Each mutation is one transaction; one that fails "
+    "answers null and its error, and the mutations after it in the request still run."
+)
+class Mutation(UserMutations, TaskMutations, TagMutations, ConversationMutations, TrashMutations):
     pass
 
 
@@ -104,6 +114,17 @@ def _code_of(error: GraphQLError) -> str:
     if VARIABLE_VALUE_ERROR.match(error.message):
         return "BAD_USER_INPUT"
     return "GRAPHQL_VALIDATION_FAILED"
+
+
+def _variable_field(message: str) -> str | None:
+    """The input field a variable's error is about: one missing or unknown in an object, or
+    the last field of the path to the bad value."""
+    if not VARIABLE_VALUE_ERROR.match(message):
+        return None
+    if named := field_named_in(message):
+        return named
+    found = VARIABLE_FIELD.match(message)
+    return found.group(1) if found else None
 
 
 def _cause_extensions(error: GraphQLError) -> dict[str, Any]:
@@ -152,10 +173,12 @@ def error_formatter(*, suggestions: bool) -> type[SchemaExtension]:
                 )
             extensions = {**_cause_extensions(error), **(error.extensions or {})}
             extensions.setdefault("code", _code_of(error))
-            if "field" not in extensions and (field := VARIABLE_FIELD.match(error.message)):
-                extensions["field"] = field.group(1)  # the input field graphql-core names
+            if "field" not in extensions and (field := _variable_field(error.message)):
+                extensions["field"] = field  # the input field graphql-core names
             extensions["requestId"] = request_id
-            message = error.message if suggestions else SUGGESTION.sub("", error.message)
+            # graphql-core writes Python's None where GraphQL says null.
+            message = error.message.replace(" not to be None.", " not to be null.")
+            message = message if suggestions else SUGGESTION.sub("", message)
             # A new error: validation errors are cached and shared by every request.
             return GraphQLError(
                 message,

@@ -82,7 +82,7 @@ async def test_wrong_email_and_wrong_password_get_the_same_answer(api: Api) -> N
     unknown_email = await api.execute(sign_in, {"e": "unknown@example.com"})
     assert wrong_password.codes == unknown_email.codes == ["UNAUTHENTICATED"]
     assert wrong_password.errors[0]["message"] == unknown_email.errors[0]["message"]
-    assert wrong_password.data is None
+    assert wrong_password.data == unknown_email.data == {"signIn": None}
 
 
 async def test_unknown_email_costs_a_password_check_too(settings: Settings) -> None:
@@ -181,7 +181,9 @@ async def test_public_operations_and_introspection_work_without_a_token(api: Api
 
 async def test_a_token_of_a_deleted_account_stops_working(api: Api) -> None:
     account = await api.sign_up()
-    assert (await api.execute("mutation { deleteMe }", as_user=account)).ok() == {"deleteMe": True}
+    assert (
+        await api.execute('mutation { deleteMe(password: "password123") }', as_user=account)
+    ).ok() == {"deleteMe": True}
     after = await api.execute(
         'mutation { createTask(input: {title: "x"}) { id } }', as_user=account
     )
@@ -216,7 +218,7 @@ async def test_delete_me_removes_the_account_and_everything_it_owns(api: Api, en
             {"t": tag["createTag"]["id"]},
             as_user=user,
         )
-    (await api.execute("mutation { deleteMe }", as_user=account)).ok()
+    (await api.execute('mutation { deleteMe(password: "password123") }', as_user=account)).ok()
 
     left = {"users": 1, "tags": 1, "tasks": 1, "task_tags": 1}  # the other user's rows
     with engine.connect() as conn:
@@ -466,3 +468,44 @@ async def test_provider_identities_cost_no_extra_statement_once_provisioned(
     with external_api.count_statements() as built_in:
         (await external_api.execute(ME, as_user=account)).ok()
     assert external.count == built_in.count
+
+
+# --- the account lifecycle of provider users (built-in accounts: test_account_lifecycle.py) ---
+
+
+async def test_sign_out_everywhere_revokes_provider_tokens_by_their_iat(
+    external_api: Api, provider: Provider
+) -> None:
+    """A provider's `iat` has whole seconds: a token of the sign-out's second counts as issued
+    before it (refused); one of a later second works."""
+    now = int(time.time())
+    earlier = provider.token(sub="leaving", iat=now - 5)
+    current = provider.token(sub="leaving", iat=now)
+    (await external_api.execute(ME, token=earlier)).ok()
+    signed_out = await external_api.execute("mutation { signOutEverywhere }", token=current)
+    assert signed_out.ok() == {"signOutEverywhere": True}
+
+    for token in (earlier, current, provider.token(sub="leaving", iat=now)):
+        refused = await external_api.execute(ME, token=token)
+        assert refused.codes == ["UNAUTHENTICATED"]
+        assert "signed out" in refused.errors[0]["message"]
+    # Not provisioned again as a new account either: the user still exists, its token is old.
+    later = provider.token(sub="leaving", iat=int(time.time()) + 1)
+    assert (await external_api.execute(ME, token=later)).ok()["me"]["email"] == "ext@example.com"
+    other = provider.token(sub="staying")
+    assert (await external_api.execute(ME, token=other)).ok()
+
+
+async def test_provider_users_delete_themselves_without_a_password_and_cannot_change_one(
+    external_api: Api, provider: Provider
+) -> None:
+    token = provider.token(sub="no-password")
+    change = await external_api.execute(
+        'mutation { changePassword(currentPassword: "whatever-1", newPassword: "whatever-2")'
+        " { token } }",
+        token=token,
+    )
+    assert change.codes == ["BAD_USER_INPUT"]
+    assert change.errors[0]["extensions"]["field"] == "currentPassword"
+    deleted = await external_api.execute("mutation { deleteMe }", token=token)
+    assert deleted.ok() == {"deleteMe": True}

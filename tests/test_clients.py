@@ -261,6 +261,8 @@ def test_the_python_client_example_runs_against_the_live_server(server: str) -> 
     first = run_python_client(server)
     assert first.returncode == 0, first.stderr
     assert "created 'Try the Python client' (HIGH" in first.stdout
+    # The second task of the same request was refused alone: the first one was saved.
+    assert "refused: `title`: String should have at least 1 character." in first.stdout
     assert "1 open tasks: Try the Python client" in first.stdout
     again = run_python_client(server)  # signs in to the account the first run made
     assert "2 open tasks" in again.stdout, again.stderr

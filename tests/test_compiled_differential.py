@@ -180,13 +180,15 @@ async def test_the_repository_s_operations(both: Both, path: Path) -> None:
 # One error each, placed at every depth: answered on the compiled path, the nearest nullable
 # parent nulled (a root field, or the whole data).
 ONE_ERROR = [
-    '{ task(id: "nope") { id } tags(first: 1) { totalCount } }',
+    # (a lookup of an id you do not have answers null without an error: not the one error)
+    '{ task(id: "nope") { id } tags(first: 101) { totalCount } }',
     "{ tasks(first: 101) { totalCount } }",
     '{ me { id tasks(first: 2, after: "garbage") { nodes { id } } } }',
     '{ tag(id: "%(tag)s") { name tasks(first: 1000) { totalCount } } }',
     '{ conversation(id: "%(conversation)s") { title messages(last: -1) { totalCount } } }',
     '{ node(id: "%(tag)s") { id ... on Tag { tasks(first: 2, last: 2) { totalCount } } } }',
-    '{ x: node(id: "%(task)s") { ... on Task { title } } y: node(id: "%(trashed_tag)s") { id } }',
+    '{ x: node(id: "%(task)s") { ... on Task { title } } '
+    'y: node(id: "%(trashed_tag)s") { id ... on Tag { tasks(first: 1000) { totalCount } } } }',
     '{ conversations(first: 1) { nodes { messages(first: 3, before: "x") { totalCount } } } }',
     '{ tags(first: 1) { edges { node { tasks(after: "bad") { nodes { title } } } } } }',
     "{ me { tags(first: 1) { nodes { tasks(first: 1000) { totalCount } } } } }",

@@ -1,8 +1,9 @@
 """Isolation, attacked: user B (the attacker) aims every query, mutation and ID argument of the
 live schema at user A's (the victim's) rows, and must learn or change nothing.
 
-Each attack answers NOT_FOUND (or lists nothing of the victim's), the victim's rows are
-byte-for-byte what they were, and no response mentions any of the victim's ids or contents.
+Each attack answers NOT_FOUND (a lookup such as `task(id:)`: a plain null, as for an id that
+does not exist; or lists nothing of the victim's), the victim's rows are byte-for-byte what they
+were, and no response mentions any of the victim's ids or contents.
 Completeness is checked against the live schema by introspection: a root field, a mutation or an
 `ID` argument (input fields included) without an attack case fails the build.
 
@@ -13,6 +14,7 @@ Adding a case is one line in ATTACKS. Variables name the world's rows: `victim.t
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,10 +29,12 @@ from graphql import (
 )
 from sqlmodel import SQLModel
 
+from graphql_api.relay import decode_id, encode_id
 from graphql_api.schema import PUBLIC_ROOT_FIELDS, schema
 from tests.helpers import Account, Api, owner_column, user_tables
 
 SECRET = "victim-secret"
+PASSWORD = "password123"  # every account's here (Api.sign_up's)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class Attack:
     query: str
     variables: dict[str, Any] = field(default_factory=dict)
     covers: tuple[str, ...] = ()  # the ID arguments (dotted into inputs) this attack aims at
-    expect: Literal["NOT_FOUND", "NOTHING_OF_THE_VICTIM", "UNAUTHENTICATED"] = "NOT_FOUND"
+    expect: Literal["NOT_FOUND", "NULL", "NOTHING_OF_THE_VICTIM", "UNAUTHENTICATED"] = "NOT_FOUND"
+    signs_out: bool = False  # the attacker's tokens stop working: it signs in again afterwards
 
 
 Q = "query"
@@ -47,26 +52,57 @@ M = "mutation"
 ATTACKS: list[Attack] = [
     # --- queries ---
     Attack("me", "{ me { id email name } }", expect="NOTHING_OF_THE_VICTIM"),
-    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.task"}, ("id",)),
     Attack(
-        "node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.trashed"}, ("id",)
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.task"},
+        ("id",),
+        "NULL",
     ),
-    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.tag"}, ("id",)),
+    Attack(
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.trashed"},
+        ("id",),
+        "NULL",
+    ),
+    Attack(
+        "node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.tag"}, ("id",), "NULL"
+    ),
     Attack(
         "node",
         f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
         {"id": "victim.conversation"},
         ("id",),
+        "NULL",
     ),
     Attack(
-        "node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.message"}, ("id",)
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.message"},
+        ("id",),
+        "NULL",
     ),
-    Attack("node", f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}", {"id": "victim.user"}, ("id",)),
     Attack(
-        "task", f"{Q}($id: ID!) {{ task(id: $id) {{ id title }} }}", {"id": "victim.task"}, ("id",)
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.user"},
+        ("id",),
+        "NULL",
     ),
     Attack(
-        "task", f"{Q}($id: ID!) {{ task(id: $id) {{ id }} }}", {"id": "victim.trashed"}, ("id",)
+        "task",
+        f"{Q}($id: ID!) {{ task(id: $id) {{ id title }} }}",
+        {"id": "victim.task"},
+        ("id",),
+        "NULL",
+    ),
+    Attack(
+        "task",
+        f"{Q}($id: ID!) {{ task(id: $id) {{ id }} }}",
+        {"id": "victim.trashed"},
+        ("id",),
+        "NULL",
     ),
     Attack(
         "tasks",
@@ -97,7 +133,13 @@ ATTACKS: list[Attack] = [
         "{ tasks(filter: {deleted: true}) { totalCount nodes { id } } }",
         expect="NOTHING_OF_THE_VICTIM",
     ),
-    Attack("tag", f"{Q}($id: ID!) {{ tag(id: $id) {{ id name }} }}", {"id": "victim.tag"}, ("id",)),
+    Attack(
+        "tag",
+        f"{Q}($id: ID!) {{ tag(id: $id) {{ id name }} }}",
+        {"id": "victim.tag"},
+        ("id",),
+        "NULL",
+    ),
     Attack(
         "tags",
         "{ tags { totalCount nodes { id tasks { totalCount nodes { id } } } } }",
@@ -110,15 +152,54 @@ ATTACKS: list[Attack] = [
         expect="NOTHING_OF_THE_VICTIM",
     ),
     Attack(
+        "tags",
+        "{ tags(filter: {deleted: true}) { totalCount nodes { id name } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "tag",
+        f"{Q}($id: ID!) {{ tag(id: $id) {{ id name }} }}",
+        {"id": "victim.trashed_tag"},
+        ("id",),
+        "NULL",
+    ),
+    Attack(
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.trashed_tag"},
+        ("id",),
+        "NULL",
+    ),
+    Attack(
         "conversation",
         f"{Q}($id: ID!) {{ conversation(id: $id) {{ id }} }}",
         {"id": "victim.conversation"},
         ("id",),
+        "NULL",
     ),
     Attack(
         "conversations",
         "{ conversations { totalCount nodes { id messages(last: 5) { totalCount nodes { id content } } } } }",
         expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "conversations",
+        "{ conversations(filter: {deleted: true}) { totalCount nodes { id messages { nodes { content } } } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack(
+        "conversation",
+        f"{Q}($id: ID!) {{ conversation(id: $id) {{ id title }} }}",
+        {"id": "victim.trashed_conversation"},
+        ("id",),
+        "NULL",
+    ),
+    Attack(
+        "node",
+        f"{Q}($id: ID!) {{ node(id: $id) {{ id }} }}",
+        {"id": "victim.trashed_conversation"},
+        ("id",),
+        "NULL",
     ),
     Attack(
         "taskStats",
@@ -167,6 +248,13 @@ ATTACKS: list[Attack] = [
         "completeTasks",
         f"{M}($ids: [ID!]!) {{ completeTasks(ids: $ids) {{ id }} }}",
         {"ids": ["mine.task", "victim.task"]},
+        ("ids",),
+    ),
+    Attack(  # all or nothing: the attacker's own task, listed first, stays live (later attacks
+        # on `mine.task` would answer CONFLICT otherwise)
+        "deleteTasks",
+        f"{M}($ids: [ID!]!) {{ deleteTasks(ids: $ids) {{ id }} }}",
+        {"ids": ["mine.task", "victim.task", "victim.trashed"]},
         ("ids",),
     ),
     Attack(
@@ -248,6 +336,12 @@ ATTACKS: list[Attack] = [
         {"id": "victim.tag"},
         ("id",),
     ),
+    Attack(
+        "restoreTag",
+        f"{M}($id: ID!) {{ restoreTag(id: $id) {{ id name }} }}",
+        {"id": "victim.trashed_tag"},
+        ("id",),
+    ),
     # --- conversation mutations ---
     Attack(
         "createConversation",
@@ -267,18 +361,41 @@ ATTACKS: list[Attack] = [
         ("id",),
     ),
     Attack(
+        "restoreConversation",
+        f"{M}($id: ID!) {{ restoreConversation(id: $id) {{ id title }} }}",
+        {"id": "victim.trashed_conversation"},
+        ("id",),
+    ),
+    Attack(
         "postMessage",
         f'{M}($c: ID!) {{ postMessage(conversationId: $c, input: {{role: USER, content: "pwned"}}) {{ id }} }}',
         {"c": "victim.conversation"},
         ("conversationId",),
     ),
+    # --- the attacker's own trash: emptying it must not reach the victim's ---
+    Attack("emptyTrash", f"{M} {{ emptyTrash }}", expect="NOTHING_OF_THE_VICTIM"),
     # --- the attacker's own account: must not reach the victim's ---
     Attack(
         "updateMe",
         f'{M} {{ updateMe(input: {{name: "pwned"}}) {{ id name }} }}',
         expect="NOTHING_OF_THE_VICTIM",
     ),
-    Attack("deleteMe", f"{M} {{ deleteMe }}", expect="NOTHING_OF_THE_VICTIM"),  # keep last
+    Attack(
+        "changePassword",
+        f'{M} {{ changePassword(currentPassword: "{PASSWORD}", newPassword: "{PASSWORD}") '
+        "{ token user { id email } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+        signs_out=True,
+    ),
+    Attack(
+        "signOutEverywhere",
+        f"{M} {{ signOutEverywhere }}",
+        expect="NOTHING_OF_THE_VICTIM",
+        signs_out=True,
+    ),
+    Attack(
+        "deleteMe", f'{M} {{ deleteMe(password: "{PASSWORD}") }}', expect="NOTHING_OF_THE_VICTIM"
+    ),  # keep last
 ]
 
 # Operations that need no token by design (DESIGN.md, Auth); `signUp` creates, never reads.
@@ -332,6 +449,18 @@ async def _populate(api: Api, user: Account, prefix: str, label: str) -> dict[st
         "createTask"
     ]["id"]
     await run(f"{M}($id: ID!) {{ deleteTask(id: $id) {{ id }} }}", id=trashed)
+    trashed_tag = (await run(f'{M} {{ createTag(input: {{name: "{label}-trashed"}}) {{ id }} }}'))[
+        "createTag"
+    ]["id"]
+    await run(f"{M}($id: ID!) {{ deleteTag(id: $id) {{ id }} }}", id=trashed_tag)
+    trashed_conversation = (
+        await run(f'{M} {{ createConversation(input: {{title: "{label}-trashed"}}) {{ id }} }}')
+    )["createConversation"]["id"]
+    await run(
+        f'{M}($c: ID!) {{ postMessage(conversationId: $c, input: {{role: USER, content: "{label}-trashed"}}) {{ id }} }}',
+        c=trashed_conversation,
+    )
+    await run(f"{M}($id: ID!) {{ deleteConversation(id: $id) {{ id }} }}", id=trashed_conversation)
     conversation = (
         await run(f'{M} {{ createConversation(input: {{title: "{label}-chat"}}) {{ id }} }}')
     )["createConversation"]["id"]
@@ -354,6 +483,8 @@ async def _populate(api: Api, user: Account, prefix: str, label: str) -> dict[st
         f"{prefix}.task": task,
         f"{prefix}.child": child,
         f"{prefix}.trashed": trashed,
+        f"{prefix}.trashed_tag": trashed_tag,
+        f"{prefix}.trashed_conversation": trashed_conversation,
         f"{prefix}.conversation": conversation,
         f"{prefix}.message": message,
         f"{prefix}.cursor.tasks": tasks_cursor,
@@ -390,12 +521,30 @@ def snapshot(engine: sa.Engine, user_email: str) -> dict[str, list[tuple[Any, ..
     return rows
 
 
+def _sent(value: Any) -> set[str]:
+    """The strings a request's variables carry."""
+    if isinstance(value, list):
+        return set().union(*map(_sent, value))
+    return {value} if isinstance(value, str) else set()
+
+
 def check_answer(attack: Attack, response: Any, world: World) -> None:
     text = json.dumps(response.body)
-    leaked = {marker for marker in world.victim_markers if marker in text}
+    # An error may name the id it is about (`completeTasks`: which one it refused): that echoes
+    # what the attacker sent, and tells nothing (see test_a_foreign_id_answers_exactly_like_...).
+    echoed = _sent(world.resolve(list(attack.variables.values())))
+    data = json.dumps(response.body.get("data"))
+    leaked = {
+        marker
+        for marker in world.victim_markers
+        if marker in data or (marker in text and marker not in echoed)
+    }
     assert not leaked, f"{attack.field} leaked {leaked}: {text}"
     if attack.expect == "NOTHING_OF_THE_VICTIM":
         assert response.errors == [], text
+    elif attack.expect == "NULL":  # a lookup: null without an error, as for a missing id
+        assert response.errors == [], text
+        assert response.data == {attack.field: None}, text
     else:
         assert response.codes == [attack.expect], text
         assert not response.data or response.data.get(attack.field) is None, text
@@ -415,7 +564,65 @@ async def test_every_attack_fails_and_changes_nothing(
             as_user=world.attacker,
         )
         check_answer(attack, response, world)
+        if attack.signs_out:
+            world.attacker.token = await sign_in_again(api, world.attacker)
     assert snapshot(engine, world.victim.email) == before
+    assert (await api.execute("{ me { id } }", as_user=world.victim)).ok()  # still signed in
+
+
+async def sign_in_again(api: Api, account: Account) -> str:
+    response = await api.execute(
+        "mutation($e: String!, $p: String!) { signIn(input: {email: $e, password: $p}) { token } }",
+        {"e": account.email, "p": PASSWORD},
+    )
+    token: str = response.ok()["signIn"]["token"]
+    return token
+
+
+def missing_like(world: World, value: Any, sent: dict[str, str]) -> Any:
+    """`value` with each of the victim's ids replaced by an id of the same type that no one
+    has; `sent` maps each id used to the name it stands for."""
+    if isinstance(value, list):
+        return [missing_like(world, item, sent) for item in value]
+    if isinstance(value, str) and value.startswith("victim.") and value != "victim.email":
+        type_name, _ = decode_id(world.refs[value])
+        fresh = encode_id(type_name, uuid.uuid4())
+        sent[fresh] = value
+        return fresh
+    return world.resolve(value)
+
+
+def comparable(body: dict[str, Any], sent: dict[str, str]) -> str:
+    """The answer without its request ids, and with the ids the request sent named by what
+    they stand for (an error may echo the id it is about)."""
+    errors = [
+        {**error, "extensions": {k: v for k, v in error["extensions"].items() if k != "requestId"}}
+        for error in body.get("errors") or []
+    ]
+    text = json.dumps({**body, "errors": errors})
+    for sent_id, name in sent.items():
+        text = text.replace(sent_id, f"<{name}>")
+    return text
+
+
+async def test_a_foreign_id_answers_exactly_like_a_missing_one(api: Api, world: World) -> None:
+    """Lookups answer null and actions NOT_FOUND alike for an id that exists for someone else
+    and an id that exists for no one: the same answer, message included."""
+    aimed = [a for a in ATTACKS if a.expect in ("NOT_FOUND", "NULL") and a.covers]
+    assert {a.field for a in aimed} >= {"node", "task", "tag", "conversation", "deleteTask"}
+    victim_ids = {world.refs[name]: name for name in world.refs if name.startswith("victim.")}
+    for attack in aimed:
+        fresh_ids: dict[str, str] = {}
+        variables = {
+            name: missing_like(world, value, fresh_ids) for name, value in attack.variables.items()
+        }
+        missing = await api.execute(attack.query, variables, as_user=world.attacker)
+        foreign = await api.execute(
+            attack.query,
+            {name: world.resolve(value) for name, value in attack.variables.items()},
+            as_user=world.attacker,
+        )
+        assert comparable(foreign.body, victim_ids) == comparable(missing.body, fresh_ids), attack
 
 
 @pytest.mark.parametrize(

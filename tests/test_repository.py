@@ -57,6 +57,7 @@ def test_writes_to_another_users_rows_are_not_found_and_change_nothing(
         lambda conn: tasks.update_task(conn, bob, task["id"], {"title": "pwned"}),
         lambda conn: tasks.delete_task(conn, bob, task["id"]),
         lambda conn: tasks.complete_tasks(conn, bob, [task["id"]], True),
+        lambda conn: tasks.delete_tasks(conn, bob, [task["id"]]),
     ):
         with pytest.raises(NotFound), engine.begin() as conn:
             write(conn)

@@ -11,6 +11,7 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLObjectType,
+    is_non_null_type,
 )
 
 from graphql_api.cli import PROJECT_ROOT
@@ -120,6 +121,16 @@ def test_every_column_is_in_the_graphql_type_or_excluded_on_purpose(mirrored: ty
             f"{model.__name__}.{column} is neither in {graphql_type} nor excluded with a reason"
         )
     assert all(reason.strip() for reason in excluded.values())
+
+
+def test_every_mutation_result_is_nullable() -> None:
+    """A mutation that fails answers null and its error, and nulls nothing else: with a
+    non-null result, one failing mutation of a request would null the whole `data`, hiding
+    what the mutations before it saved (GraphQL's and Apollo's guidance: nullable results)."""
+    mutation = schema._schema.mutation_type
+    assert mutation is not None
+    non_null = [name for name, field in mutation.fields.items() if is_non_null_type(field.type)]
+    assert non_null == [], f"make these mutations' results nullable: {non_null}"
 
 
 def test_the_password_hash_never_reaches_the_schema() -> None:

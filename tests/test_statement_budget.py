@@ -222,6 +222,46 @@ def test_every_relationship_is_budgeted() -> None:
     assert {path.stem for path in Path(OPERATIONS).glob("*.graphql")} == set(BUDGET)
 
 
+TRASH = """
+query Trash($n: Int) {
+  tasks(first: $n, filter: {deleted: true}) { totalCount nodes { id tags { id } subtasks { id } } }
+  tags(first: $n, filter: {deleted: true}) {
+    totalCount nodes { id tasks(first: $n) { totalCount nodes { id } } }
+  }
+  conversations(first: $n, filter: {deleted: true}) {
+    totalCount nodes { id messages(last: $n) { totalCount nodes { id } } }
+  }
+}"""
+
+
+@pytest.mark.parametrize("n", SIZES)
+async def test_the_trash_lists_cost_one_statement_per_level(
+    api: Api, engine: sa.Engine, n: int
+) -> None:
+    """`filter: {deleted: true}` lists page and batch like the live lists: the user check, then
+    page, count and one statement per relationship, for each list."""
+    account = await api.sign_up()
+    user_id = user_row_id(account)
+    seed_world(engine, user_id, n)
+    with engine.begin() as conn:  # the tags, the conversations and the parent tasks go
+        for table in (TAGS, CONVERSATIONS):
+            conn.execute(
+                sa.update(table).where(table.c.user_id == user_id).values(deleted_at=utcnow())
+            )
+        conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.user_id == user_id, TASKS.c.title.startswith("parent"))
+            .values(deleted_at=utcnow())
+        )
+    with api.count_statements() as counter:
+        data = (await api.execute(TRASH, {"n": n}, as_user=account)).ok()
+    assert counter.count == 1 + 4 + 4 + 4, (n, counter.statements)
+    for field in ("tasks", "tags", "conversations"):
+        assert data[field]["totalCount"] == len(data[field]["nodes"]) == n
+    assert len(data["tasks"]["nodes"][0]["subtasks"]) == n  # live subtasks of a trashed task
+    assert len(data["conversations"]["nodes"][0]["messages"]["nodes"]) == n
+
+
 async def test_relationships_resolve_once_per_level_on_the_compiled_path(
     api: Api, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

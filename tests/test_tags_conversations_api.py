@@ -43,10 +43,10 @@ async def test_create_update_and_delete_a_tag(api: Api, user: Account) -> None:
         "mutation($id: ID!) { deleteTag(id: $id) { deletedAt } }", {"id": tag["id"]}, as_user=user
     )
     assert deleted.ok()["deleteTag"]["deletedAt"] is not None
-    gone = await api.execute(
-        "query($id: ID!) { tag(id: $id) { id } }", {"id": tag["id"]}, as_user=user
+    in_trash = await api.execute(
+        "query($id: ID!) { tag(id: $id) { id deletedAt } }", {"id": tag["id"]}, as_user=user
     )
-    assert gone.codes == ["NOT_FOUND"]
+    assert in_trash.ok()["tag"] == deleted.ok()["deleteTag"] | {"id": tag["id"]}  # as a task
     assert (await create_tag(api, user, name="job"))["name"] == "job"  # the name is free again
 
 
@@ -233,7 +233,7 @@ async def test_update_and_delete_a_conversation(api: Api, user: Account) -> None
     posting = await api.execute(
         POST, {"c": conversation, "input": {"role": "USER", "content": "x"}}, as_user=user
     )
-    assert posting.codes == ["NOT_FOUND"]
+    assert posting.codes == ["CONFLICT"]  # in the trash: restore it first (as a task)
 
 
 async def test_node_resolves_every_entity_type(api: Api, user: Account) -> None:

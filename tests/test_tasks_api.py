@@ -111,6 +111,33 @@ async def test_a_failed_create_writes_nothing(api: Api, user: Account) -> None:
     assert (await titles(api, user)) == []
 
 
+async def test_a_failing_mutation_nulls_only_itself(api: Api, user: Account) -> None:
+    response = await api.execute(
+        'mutation { a: createTask(input: {title: "ok"}) { id } '
+        'b: createTask(input: {title: ""}) { id } }',
+        as_user=user,
+    )
+    assert response.status == 200
+    assert response.data["b"] is None
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert response.errors[0]["path"] == ["b"]
+    assert response.errors[0]["extensions"]["field"] == "title"
+    saved = response.data["a"]["id"]  # `a` was saved, and the client learns its id
+    refetched = await api.execute(
+        "query($id: ID!) { task(id: $id) { id title } }", {"id": saved}, as_user=user
+    )
+    assert refetched.ok() == {"task": {"id": saved, "title": "ok"}}
+    assert await titles(api, user) == ["ok"]
+    # Mutations run one after the other; those after a refused one still run.
+    later = await api.execute(
+        'mutation { b: createTask(input: {title: ""}) { id } c: createTask(input: {title: "c"}) '
+        "{ title } }",
+        as_user=user,
+    )
+    assert later.data == {"b": None, "c": {"title": "c"}}
+    assert later.codes == ["BAD_USER_INPUT"]
+
+
 async def test_update_is_partial_and_null_clears(api: Api, user: Account) -> None:
     due = "2031-05-01T10:00:00+00:00"
     task = await create_task(api, user, title="t", description="d", dueDate=due, priority="HIGH")
@@ -465,9 +492,18 @@ async def test_node_refetches_a_task(api: Api, user: Account) -> None:
         "VGFnOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA==",
     ],
 )
-async def test_unknown_or_malformed_ids_are_not_found(api: Api, user: Account, bad_id: str) -> None:
-    response = await api.execute(
-        "query($id: ID!) { task(id: $id) { id } }", {"id": bad_id}, as_user=user
+async def test_unknown_or_malformed_ids_look_up_null_and_act_not_found(
+    api: Api, user: Account, bad_id: str
+) -> None:
+    lookup = await api.execute(
+        "query($id: ID!) { task(id: $id) { id } tag(id: $id) { id } "
+        "conversation(id: $id) { id } node(id: $id) { id } }",
+        {"id": bad_id},
+        as_user=user,
     )
-    assert response.data == {"task": None}
-    assert response.codes == ["NOT_FOUND"]
+    assert lookup.ok() == {"task": None, "tag": None, "conversation": None, "node": None}
+    action = await api.execute(
+        "mutation($id: ID!) { deleteTask(id: $id) { id } }", {"id": bad_id}, as_user=user
+    )
+    assert action.data == {"deleteTask": None}
+    assert action.codes == ["NOT_FOUND"]

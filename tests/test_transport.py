@@ -148,15 +148,12 @@ async def test_executed_operations_answer_200_even_with_field_errors(api: Api) -
     assert ok.status_code == 200
     assert ok.headers["content-type"] == GR
     assert ok.json() == {"data": {"me": {"id": account.id}}}
-    missing = await post(
-        api,
-        '{ task(id: "VGFzazowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA=") { id } }',
-        GR,
-        headers=auth,
+    refused = await post(
+        api, 'mutation { createTask(input: {title: ""}) { id } }', GR, headers=auth
     )
-    assert missing.status_code == 200  # execution ran: a field error, with `data`
-    assert missing.json()["data"] == {"task": None}
-    assert missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert refused.status_code == 200  # execution ran: a field error, with `data`
+    assert refused.json()["data"] == {"createTask": None}
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_several_operations_need_an_operation_name_and_none_runs_without(

@@ -47,7 +47,7 @@ class ConversationMutations:
         input: Annotated[
             CreateConversationInput, strawberry.argument(description="The conversation.")
         ],
-    ) -> Conversation:
+    ) -> Conversation | None:
         row = await info.context.create(
             info,
             conversations.create_conversation,
@@ -62,7 +62,7 @@ class ConversationMutations:
         info: Info,
         id: ConversationId,
         input: Annotated[UpdateConversationInput, strawberry.argument(description="The changes.")],
-    ) -> Conversation:
+    ) -> Conversation | None:
         row = await info.context.write(
             conversations.update_conversation,
             decode_uuid(id, "Conversation"),
@@ -71,10 +71,20 @@ class ConversationMutations:
         )
         return Conversation.from_row(row)
 
-    @strawberry.mutation(description="Delete a conversation and, with it, its messages.")
-    async def delete_conversation(self, info: Info, id: ConversationId) -> Conversation:
+    @strawberry.mutation(
+        description="Move a conversation, and with it its messages, to the trash: it leaves "
+        "every list but `conversations(filter: {deleted: true})`."
+    )
+    async def delete_conversation(self, info: Info, id: ConversationId) -> Conversation | None:
         row = await info.context.write(
             conversations.delete_conversation, decode_uuid(id, "Conversation")
+        )
+        return Conversation.from_row(row)
+
+    @strawberry.mutation(description="Bring a conversation and its messages back from the trash.")
+    async def restore_conversation(self, info: Info, id: ConversationId) -> Conversation | None:
+        row = await info.context.write(
+            conversations.restore_conversation, decode_uuid(id, "Conversation")
         )
         return Conversation.from_row(row)
 
@@ -84,7 +94,7 @@ class ConversationMutations:
         info: Info,
         conversation_id: ConversationId,
         input: Annotated[PostMessageInput, strawberry.argument(description="The message.")],
-    ) -> Message:
+    ) -> Message | None:
         row = await info.context.create(
             info,
             conversations.post_message,

@@ -9,29 +9,48 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.conversations import repository as conversations
 from graphql_api.conversations.types import Conversation
-from graphql_api.loaders import load_existing
+from graphql_api.loaders import load_by_global_id
 from graphql_api.relay import (
     After,
     Before,
     Connection,
     First,
     Last,
-    decode_uuid,
     page_args,
     to_connection,
 )
 
 
+@strawberry.input(description="Which conversations to list.")
+class ConversationFilter:
+    deleted: bool = strawberry.field(
+        default=False,
+        description="List the trash (deleted conversations) instead of live conversations.",
+    )
+
+
+FilterArg = Annotated[
+    ConversationFilter | None,
+    strawberry.argument(description="Which conversations to list; the live ones if null."),
+]
+
+
 async def resolve_conversations(
-    info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    info: Info,
+    first: First = None,
+    after: After = None,
+    last: Last = None,
+    before: Before = None,
+    filter: FilterArg = None,
 ) -> Connection[Conversation]:
-    """The caller's live conversations, the most recently active first."""
+    """The caller's live conversations (or trash), the most recently active first."""
     page = page_args(first, after, last, before)
+    deleted = filter is not None and filter.deleted
     db = info.context.db
-    result = await db.read(conversations.list_conversations, page)
+    result = await db.read(conversations.list_conversations, page, deleted=deleted)
 
     async def count() -> int:
-        return await db.read(conversations.count_conversations)
+        return await db.read(conversations.count_conversations, deleted=deleted)
 
     return to_connection(result, Conversation.from_row, count)
 
@@ -39,7 +58,8 @@ async def resolve_conversations(
 @strawberry.type
 class ConversationQueries:
     @strawberry.field(
-        description="One live conversation by ID; null and NOT_FOUND if it is not yours."
+        description="One conversation by ID, live or in the trash; "
+        "null if you have no such conversation."
     )
     async def conversation(
         self,
@@ -49,11 +69,11 @@ class ConversationQueries:
         ],
     ) -> Conversation | None:
         loader = info.context.loaders.conversation_by_id
-        return Conversation.from_row(
-            await load_existing(loader, decode_uuid(id, "Conversation"), "Conversation")
-        )
+        row = await load_by_global_id(loader, id, "Conversation")
+        return None if row is None else Conversation.from_row(row)
 
     conversations: Connection[Conversation] = strawberry.field(
         resolver=resolve_conversations,
-        description="Your live conversations, the most recently active first.",
+        description="Your live conversations (or, with `filter: {deleted: true}`, your trashed "
+        "ones), the most recently active first.",
     )

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from graphql_api.errors import NotFound
+from graphql_api.errors import Conflict, NotFound
 from graphql_api.models import (
     CONVERSATIONS,
     MESSAGES,
@@ -55,21 +55,26 @@ ID = position(CONVERSATIONS, "id")
 MESSAGE_ID = position(MESSAGES, "id")
 
 
-def _live(user_id: str) -> list[sa.ColumnElement[bool]]:
-    return [CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.deleted_at.is_(None)]
-
-
 def _live_of_user() -> list[sa.ColumnElement[bool]]:
-    """`_live`, with the user as the parameter `user_id` (for fixed statements)."""
+    """The user's (parameter `user_id`) live conversations (for fixed statements)."""
     return [
         CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
         CONVERSATIONS.c.deleted_at.is_(None),
     ]
 
 
+def _trashed_of_user() -> list[sa.ColumnElement[bool]]:
+    """The user's (parameter `user_id`) conversations in the trash."""
+    return [
+        CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
+        CONVERSATIONS.c.deleted_at.is_not(None),
+    ]
+
+
 _BY_IDS = Statement(
     lambda: sa.select(CONVERSATIONS).where(
-        *_live_of_user(), CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True))
+        CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
+        CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True)),
     )
 )
 
@@ -77,7 +82,7 @@ _BY_IDS = Statement(
 def get_conversations(
     conn: Connection, user_id: str, ids: Iterable[uuid.UUID]
 ) -> dict[Any, Record]:
-    """The user's live conversations with these ids, by id."""
+    """The user's conversations with these ids, live or in the trash (as tasks), by id."""
     ids = list(ids)
     if not ids:
         return {}
@@ -88,39 +93,45 @@ def _conversations() -> sa.Select[Any]:
     return sa.select(CONVERSATIONS).where(*_live_of_user())
 
 
-def list_conversations(conn: Connection, user_id: str, page: PageArgs) -> Page:
-    """Live conversations, the most recently active first."""
-    query = Query("conversations", _conversations, {"user_id": user_id})
+def _trashed_conversations() -> sa.Select[Any]:
+    return sa.select(CONVERSATIONS).where(*_trashed_of_user())
+
+
+def list_conversations(
+    conn: Connection, user_id: str, page: PageArgs, *, deleted: bool = False
+) -> Page:
+    """Live conversations (with `deleted`, the trash), the most recently active first."""
+    if deleted:
+        query = Query("conversations:trash", _trashed_conversations, {"user_id": user_id})
+    else:
+        query = Query("conversations", _conversations, {"user_id": user_id})
     return fetch_page(conn, query, CONVERSATION_ORDERING, page)
 
 
 _COUNT = Statement(
     lambda: sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_live_of_user())
 )
+_COUNT_TRASHED = Statement(
+    lambda: sa.select(sa.func.count()).select_from(CONVERSATIONS).where(*_trashed_of_user())
+)
 
 
-def count_conversations(conn: Connection, user_id: str) -> int:
-    count: int = _COUNT.run(conn, user_id=user_id)[0][0]
+def count_conversations(conn: Connection, user_id: str, *, deleted: bool = False) -> int:
+    statement = _COUNT_TRASHED if deleted else _COUNT
+    count: int = statement.run(conn, user_id=user_id)[0][0]
     return count
 
 
 _MESSAGES_BY_IDS = Statement(
-    lambda: (
-        sa.select(MESSAGES)
-        .join(
-            CONVERSATIONS,
-            sa.and_(
-                CONVERSATIONS.c.user_id == MESSAGES.c.user_id,
-                CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
-            ),
-        )
-        .where(*_live_of_user(), MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True)))
+    lambda: sa.select(MESSAGES).where(
+        MESSAGES.c.user_id == sa.bindparam("user_id"),
+        MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True)),
     )
 )
 
 
 def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
-    """The user's messages with these ids (in live conversations), by id."""
+    """The user's messages with these ids (their conversation live or in the trash), by id."""
     ids = list(ids)
     if not ids:
         return {}
@@ -170,11 +181,22 @@ def count_messages_of_conversations(
     return counts
 
 
-def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
-    query = sa.select(CONVERSATIONS).where(*_live(user_id), CONVERSATIONS.c.id == conversation_id)
+def _lock(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+    """The conversation, live or trashed, locked for this transaction; NOT_FOUND if missing."""
+    query = sa.select(CONVERSATIONS).where(
+        CONVERSATIONS.c.user_id == user_id, CONVERSATIONS.c.id == conversation_id
+    )
     row = conn.execute(query.with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Conversation")
+    return row
+
+
+def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+    """The live conversation, locked; NOT_FOUND if missing, CONFLICT if trashed (as tasks)."""
+    row = _lock(conn, user_id, conversation_id)
+    if row["deleted_at"] is not None:
+        raise Conflict("The conversation is in the trash: restore it first.")
     return row
 
 
@@ -223,9 +245,20 @@ def update_conversation(
 
 
 def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
-    """Move the conversation (and so its messages) to the trash."""
-    _lock_live(conn, user_id, conversation_id)
+    """Move the conversation (and so its messages) to the trash (idempotent). Its `updatedAt`
+    stays: it is the latest activity, which orders the lists (the trash too)."""
+    current = _lock(conn, user_id, conversation_id)
+    if current["deleted_at"] is not None:
+        return current
     return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()})
+
+
+def restore_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
+    """Bring the conversation and its messages back from the trash (idempotent)."""
+    current = _lock(conn, user_id, conversation_id)
+    if current["deleted_at"] is None:
+        return current
+    return _update(conn, user_id, conversation_id, {"deleted_at": None})
 
 
 def post_message(

@@ -34,7 +34,7 @@ class TagMutations:
         self,
         info: Info,
         input: Annotated[CreateTagInput, strawberry.argument(description="The tag.")],
-    ) -> Tag:
+    ) -> Tag | None:
         row = await info.context.create(info, tags.create_tag, tags.get_tags, given_fields(input))
         return Tag.from_row(row)
 
@@ -44,14 +44,22 @@ class TagMutations:
         info: Info,
         id: TagId,
         input: Annotated[UpdateTagInput, strawberry.argument(description="The changes.")],
-    ) -> Tag:
+    ) -> Tag | None:
         row = await info.context.write(
             tags.update_tag, decode_uuid(id, "Tag"), given_fields(input), input.expected_updated_at
         )
         return Tag.from_row(row)
 
     @strawberry.mutation(
-        description="Delete a tag: it disappears from every task and list, and frees its name."
+        description="Move a tag to the trash: it disappears from every task and list but "
+        "`tags(filter: {deleted: true})`, and frees its name."
     )
-    async def delete_tag(self, info: Info, id: TagId) -> Tag:
+    async def delete_tag(self, info: Info, id: TagId) -> Tag | None:
         return Tag.from_row(await info.context.write(tags.delete_tag, decode_uuid(id, "Tag")))
+
+    @strawberry.mutation(
+        description="Bring a tag back from the trash, onto the tasks it was on; CONFLICT if a "
+        "live tag has taken its name meanwhile."
+    )
+    async def restore_tag(self, info: Info, id: TagId) -> Tag | None:
+        return Tag.from_row(await info.context.write(tags.restore_tag, decode_uuid(id, "Tag")))

@@ -24,7 +24,7 @@ from graphql_api.pagination import (
     fetch_page,
     fetch_pages,
 )
-from graphql_api.sql import Record, Statement, position
+from graphql_api.sql import Record, Statement, Statements, position
 from graphql_api.tasks.repository import task_ordering
 from graphql_api.validation import changes_of, check_unchanged, validate
 
@@ -48,23 +48,31 @@ def _live_of_user() -> list[sa.ColumnElement[bool]]:
     return [TAGS.c.user_id == sa.bindparam("user_id"), TAGS.c.deleted_at.is_(None)]
 
 
+def _listed(deleted: bool) -> list[sa.ColumnElement[bool]]:
+    """The tags a list shows: live ones, or with `deleted` the trash (user as parameter)."""
+    if not deleted:
+        return _live_of_user()
+    return [TAGS.c.user_id == sa.bindparam("user_id"), TAGS.c.deleted_at.is_not(None)]
+
+
 _BY_IDS = Statement(
     lambda: sa.select(TAGS).where(
-        *_live_of_user(), TAGS.c.id.in_(sa.bindparam("ids", expanding=True))
+        TAGS.c.user_id == sa.bindparam("user_id"),
+        TAGS.c.id.in_(sa.bindparam("ids", expanding=True)),
     )
 )
 
 
 def get_tags(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
-    """The user's live tags with these ids, by id."""
+    """The user's tags with these ids, live or in the trash (as tasks), by id."""
     ids = list(ids)
     if not ids:
         return {}
     return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
 
 
-def _search(searching: bool) -> list[sa.ColumnElement[bool]]:
-    conditions = _live_of_user()
+def _search(searching: bool, deleted: bool = False) -> list[sa.ColumnElement[bool]]:
+    conditions = _listed(deleted)
     if searching:
         conditions.append(contains(TAGS.c.name, "search"))
     return conditions
@@ -74,25 +82,28 @@ def _search_params(user_id: str, search: str | None) -> dict[str, Any]:
     return {"user_id": user_id, **({"search": like_pattern(search)} if search else {})}
 
 
-def list_tags(conn: Connection, user_id: str, search: str | None, page: PageArgs) -> Page:
-    """Live tags ordered by name (ignoring case)."""
+def list_tags(
+    conn: Connection, user_id: str, search: str | None, page: PageArgs, *, deleted: bool = False
+) -> Page:
+    """Live tags (with `deleted`, the trash) ordered by name (ignoring case)."""
     searching = bool(search)
     query = Query(
-        ("tags", searching),
-        lambda: sa.select(TAGS).where(*_search(searching)),
+        ("tags", searching, deleted),
+        lambda: sa.select(TAGS).where(*_search(searching, deleted)),
         _search_params(user_id, search),
     )
     return fetch_page(conn, query, TAG_ORDERING, page)
 
 
-_COUNT = Statement(lambda: sa.select(sa.func.count()).select_from(TAGS).where(*_search(False)))
-_COUNT_SEARCHED = Statement(
-    lambda: sa.select(sa.func.count()).select_from(TAGS).where(*_search(True))
-)
+_COUNTS = Statements()
 
 
-def count_tags(conn: Connection, user_id: str, search: str | None) -> int:
-    statement = _COUNT_SEARCHED if search else _COUNT
+def count_tags(conn: Connection, user_id: str, search: str | None, *, deleted: bool = False) -> int:
+    searching = bool(search)
+    statement = _COUNTS.get(
+        (searching, deleted),
+        lambda: sa.select(sa.func.count()).select_from(TAGS).where(*_search(searching, deleted)),
+    )
     count: int = statement.run(conn, **_search_params(user_id, search))[0][0]
     return count
 
@@ -199,11 +210,20 @@ def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMap
     return _write_named(conn, statement, values["name"])
 
 
-def _lock_live_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
-    query = sa.select(TAGS).where(*_live(user_id), TAGS.c.id == tag_id).with_for_update()
-    row = conn.execute(query).mappings().first()
+def _lock_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
+    """The tag, live or trashed, locked for this transaction; NOT_FOUND if missing."""
+    query = sa.select(TAGS).where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
+    row = conn.execute(query.with_for_update()).mappings().first()
     if row is None:
         raise NotFound("Tag")
+    return row
+
+
+def _lock_live_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
+    """The live tag, locked; NOT_FOUND if missing, CONFLICT if trashed (as for tasks)."""
+    row = _lock_tag(conn, user_id, tag_id)
+    if row["deleted_at"] is not None:
+        raise Conflict("The tag is in the trash: restore it first.")
     return row
 
 
@@ -230,8 +250,10 @@ def update_tag(
 
 
 def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
-    """Move the tag to the trash: it leaves every list and frees its name."""
-    _lock_live_tag(conn, user_id, tag_id)
+    """Move the tag to the trash (idempotent): it leaves every list and frees its name."""
+    current = _lock_tag(conn, user_id, tag_id)
+    if current["deleted_at"] is not None:
+        return current
     now = utcnow()
     return (
         conn.execute(
@@ -243,6 +265,26 @@ def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
         .mappings()
         .one()
     )
+
+
+def restore_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
+    """Bring the tag back from the trash (idempotent), onto the tasks it was on; CONFLICT if
+    a live tag has taken its name meanwhile."""
+    current = _lock_tag(conn, user_id, tag_id)
+    if current["deleted_at"] is None:
+        return current
+    name = current["name"]
+    if _name_taken(conn, user_id, name, but=tag_id):
+        raise Conflict(
+            f"A live tag named {name!r} exists: rename or delete it, then restore this one.",
+            field="name",
+        )
+    statement = (
+        sa.update(TAGS)
+        .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
+        .values(deleted_at=None, updated_at=utcnow())
+    )
+    return _write_named(conn, statement, name)
 
 
 def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[RowMapping, int]]:

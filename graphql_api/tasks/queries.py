@@ -10,14 +10,13 @@ import strawberry
 from graphql_api import models
 from graphql_api.context import Info
 from graphql_api.errors import BadUserInput
-from graphql_api.loaders import load_existing
+from graphql_api.loaders import load_by_global_id
 from graphql_api.relay import (
     After,
     Before,
     Connection,
     First,
     Last,
-    decode_uuid,
     decode_uuids,
     page_args,
     to_connection,
@@ -124,11 +123,11 @@ IdArg = Annotated[strawberry.ID, strawberry.argument(description="The task's glo
 @strawberry.type
 class TaskQueries:
     @strawberry.field(
-        description="One task by ID, live or in the trash; null and NOT_FOUND if it is not yours."
+        description="One task by ID, live or in the trash; null if you have no such task."
     )
     async def task(self, info: Info, id: IdArg) -> Task | None:
-        loader = info.context.loaders.task_by_id
-        return Task.from_row(await load_existing(loader, decode_uuid(id, "Task"), "Task"))
+        row = await load_by_global_id(info.context.loaders.task_by_id, id, "Task")
+        return None if row is None else Task.from_row(row)
 
     tasks: Connection[Task] = strawberry.field(
         resolver=resolve_tasks,

@@ -424,19 +424,50 @@ def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMappi
     return _update(conn, user_id, task_id, {"deleted_at": None})
 
 
-def complete_tasks(
-    conn: Connection, user_id: str, task_ids: Sequence[uuid.UUID], completed: bool
-) -> list[RowMapping]:
-    """Mark all the tasks (un)completed, or none of them if any is missing or trashed."""
+def task_not_found(label: str) -> NotFound:
+    """NOT_FOUND for one task of a list, named as the caller named it (its global ID): the
+    same whether it is missing or another user's."""
+    error = NotFound(f"Task {label}")
+    error.extensions["id"] = label
+    return error
+
+
+def _lock_tasks(
+    conn: Connection,
+    user_id: str,
+    task_ids: Sequence[uuid.UUID],
+    labels: Sequence[str] | None,
+    *,
+    live: bool,
+) -> dict[Any, RowMapping]:
+    """The tasks, locked for this transaction, by id. The first one, in the caller's order,
+    that is missing (or another user's) is NOT_FOUND; with `live`, one in the trash is a
+    CONFLICT. `labels` name the tasks in errors (default: their ids)."""
     wanted = list(dict.fromkeys(task_ids))
-    query = sa.select(TASKS).where(
-        TASKS.c.user_id == user_id, TASKS.c.id.in_(wanted), TASKS.c.deleted_at.is_(None)
-    )
+    query = sa.select(TASKS).where(TASKS.c.user_id == user_id, TASKS.c.id.in_(wanted))
     found = {row["id"]: row for row in conn.execute(query.with_for_update()).mappings()}
-    if len(found) != len(wanted):
-        raise NotFound("Task")
+    names = [str(task_id) for task_id in task_ids] if labels is None else labels
+    for task_id, name in zip(task_ids, names, strict=True):
+        row = found.get(task_id)
+        if row is None:
+            raise task_not_found(name)
+        if live and row["deleted_at"] is not None:
+            raise Conflict(f"Task {name} is in the trash: restore it first.", id=name)
+    return found
+
+
+def complete_tasks(
+    conn: Connection,
+    user_id: str,
+    task_ids: Sequence[uuid.UUID],
+    completed: bool,
+    labels: Sequence[str] | None = None,
+) -> list[RowMapping]:
+    """Mark all the tasks (un)completed, or none of them if any is missing or trashed (the
+    error names the first such, by its label in `labels` if given)."""
+    found = _lock_tasks(conn, user_id, task_ids, labels, live=True)
     now = utcnow()
-    changed = [task_id for task_id in wanted if found[task_id]["completed"] != completed]
+    changed = [task_id for task_id, row in found.items() if row["completed"] != completed]
     if changed:
         updated = conn.execute(
             sa.update(TASKS)
@@ -445,6 +476,28 @@ def complete_tasks(
             .returning(TASKS)
         ).mappings()
         found.update({row["id"]: row for row in updated})
+    return [found[task_id] for task_id in task_ids]
+
+
+def delete_tasks(
+    conn: Connection,
+    user_id: str,
+    task_ids: Sequence[uuid.UUID],
+    labels: Sequence[str] | None = None,
+) -> list[RowMapping]:
+    """Move all the tasks to the trash (those in it already stay as they are), or none of them
+    if any is missing (the error names the first such, by its label in `labels` if given)."""
+    found = _lock_tasks(conn, user_id, task_ids, labels, live=False)
+    live = [task_id for task_id, row in found.items() if row["deleted_at"] is None]
+    if live:
+        now = utcnow()
+        trashed = conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.user_id == user_id, TASKS.c.id.in_(live))
+            .values(deleted_at=now, updated_at=now)
+            .returning(TASKS)
+        ).mappings()
+        found.update({row["id"]: row for row in trashed})
     return [found[task_id] for task_id in task_ids]
 
 
@@ -517,11 +570,14 @@ def _require_live_tags(conn: Connection, user_id: str, tag_ids: Iterable[uuid.UU
     wanted = set(tag_ids)
     if not wanted:
         return wanted
-    query = sa.select(TAGS.c.id).where(
-        TAGS.c.user_id == user_id, TAGS.c.id.in_(wanted), TAGS.c.deleted_at.is_(None)
+    query = sa.select(TAGS.c.id, TAGS.c.deleted_at).where(
+        TAGS.c.user_id == user_id, TAGS.c.id.in_(wanted)
     )
-    if set(conn.execute(query).scalars()) != wanted:
+    deleted_at = {row[0]: row[1] for row in conn.execute(query)}
+    if set(deleted_at) != wanted:
         raise NotFound("Tag")
+    if any(when is not None for when in deleted_at.values()):
+        raise Conflict("The tag is in the trash: restore it first.")
     return wanted
 
 

@@ -89,6 +89,53 @@ def update_user(
     )
 
 
+def credentials(conn: Connection, user_id: str) -> RowMapping:
+    """The user's email and password hash (null for accounts without a password), locked
+    until the transaction ends."""
+    query = (
+        sa.select(USERS.c.email, USERS.c.password_hash)
+        .where(USERS.c.id == user_id)
+        .with_for_update()
+    )
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound("User")
+    return row
+
+
+def _revoke_tokens(user_id: str, now: datetime) -> sa.Update:
+    """`tokens_valid_after` moved to `now`, never backwards (another replica's clock may be
+    ahead: a cut-off it set stays)."""
+    current = USERS.c.tokens_valid_after
+    moment = sa.literal(now, type_=current.type)
+    later = sa.case((sa.or_(current.is_(None), current < moment), moment), else_=current)
+    return sa.update(USERS).where(USERS.c.id == user_id).values(tokens_valid_after=later)
+
+
+def revoke_tokens(conn: Connection, user_id: str, now: datetime) -> datetime:
+    """Every token issued at or before `now` stops working; returns the cut-off."""
+    statement = _revoke_tokens(user_id, now).returning(USERS.c.tokens_valid_after)
+    cutoff: datetime = conn.execute(statement).scalar_one()
+    return cutoff
+
+
+def change_password(
+    conn: Connection, user_id: str, checked_hash: str, new_hash: str, now: datetime
+) -> RowMapping:
+    """Replace the password whose hash was checked, and revoke every token issued so far.
+    CONFLICT if the password changed meanwhile (the check was against an older one)."""
+    statement = (
+        _revoke_tokens(user_id, now)
+        .where(USERS.c.password_hash == checked_hash)
+        .values(password_hash=new_hash, updated_at=now)
+        .returning(USERS)
+    )
+    row = conn.execute(statement).mappings().first()
+    if row is None:
+        raise Conflict("Your password changed meanwhile: try again with the new one.")
+    return row
+
+
 def delete_user(conn: Connection, user_id: str) -> bool:
     """Remove the user; foreign keys cascade to everything they own, in this transaction."""
     return conn.execute(sa.delete(USERS).where(USERS.c.id == user_id)).rowcount == 1
@@ -107,6 +154,18 @@ def find_user_by_email(conn: Connection, email: str) -> RowMapping | None:
 def user_exists(conn: Connection, user_id: str) -> bool:
     query = sa.select(USERS.c.id).where(USERS.c.id == user_id)
     return conn.execute(query).first() is not None
+
+
+def token_status(conn: Connection, user_id: str, issued_at: datetime | None) -> bool | None:
+    """None if the user does not exist; False if a token issued at `issued_at` was revoked
+    (at or before the user's `tokens_valid_after`); True otherwise. One statement. (On
+    PostgreSQL, `graphql_api.db.check_token_user` sends the same check with the scope.)"""
+    cutoff = USERS.c.tokens_valid_after
+    accepted = (
+        cutoff.is_(None) if issued_at is None else sa.or_(cutoff.is_(None), cutoff < issued_at)
+    )
+    row = conn.execute(sa.select(accepted).where(USERS.c.id == user_id)).first()
+    return None if row is None else bool(row[0])
 
 
 def provision_user(conn: Connection, issuer: str, subject: str, email: str | None) -> None:

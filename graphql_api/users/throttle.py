@@ -85,6 +85,16 @@ def sign_in_policy(settings: Settings) -> Policy:
     )
 
 
+def password_policy(settings: Settings) -> Policy:
+    """Checks of a signed-in user's own password (changePassword, deleteMe): counted with the
+    sign-ins of the account's email, under the same limits."""
+    return Policy(
+        settings.sign_in_window_seconds,
+        settings.sign_in_block_seconds,
+        "Too many wrong passwords: try again later.",
+    )
+
+
 def sign_up(settings: Settings, address: str) -> Subject:
     return Subject(_hashed("sign-up-address", address), settings.sign_up_max_per_address)
 

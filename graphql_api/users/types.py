@@ -23,6 +23,7 @@ from graphql_api.tasks.types import Task
         "password_hash": "a secret: never leaves the server",
         "issuer": "how the server keys provider identities, not part of the API",
         "subject": "how the server keys provider identities, not part of the API",
+        "tokens_valid_after": "checked with every token; the server's bookkeeping, not shown",
     },
 )
 class User(Node):
@@ -36,7 +37,7 @@ class User(Node):
         resolver=resolve_tasks, description="Your tasks: the same list as the root `tasks`."
     )
     tags: Connection[Tag] = strawberry.field(
-        resolver=resolve_tags, description="Your live tags: the same list as the root `tags`."
+        resolver=resolve_tags, description="Your tags: the same list as the root `tags`."
     )
     conversations: Connection[Conversation] = strawberry.field(
         resolver=resolve_conversations,

@@ -1,0 +1,1 @@
+"""The trash across domains: emptying it (`emptyTrash`, and the operators' purge)."""
