@@ -23,7 +23,7 @@ from graphql_api.models import (
 )
 from graphql_api.purge import purge_trash
 from graphql_api.relay import decode_id, encode_id
-from tests.conftest import Backend, make_settings
+from tests.conftest import BACKENDS, Backend, make_settings
 from tests.helpers import Account, Api
 
 MISSING_TASK = encode_id("Task", "00000000-0000-0000-0000-000000000000")
@@ -490,13 +490,14 @@ async def test_purge_runs_from_the_command_line(
         cli.main(["purge", "--older-than", "-1"])
 
 
+@pytest.mark.parametrize(  # row-level security is PostgreSQL's
+    "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
+)
 async def test_purge_works_under_row_level_security(
     alice: Client, bob: Client, engine: sa.Engine, backend: Backend
 ) -> None:
     """As a role that row-level security binds (the tables' owner is bound by FORCE, like the
     API's role), the purge still reaches every user: it binds each transaction to one user."""
-    if backend.name != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
     worlds = {"alice": await _aged_trash(alice, engine), "bob": await _aged_trash(bob, engine)}
     result = purge_trash(make_settings(backend.app_url), older_than=timedelta(days=30), batch=1)
     assert (result.users, result.counts.total) == (2, 8)
