@@ -35,53 +35,20 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from seeded import APP_ROLE, SERVER, prepare  # noqa: E402
+
 from graphql_api.app import create_app  # noqa: E402
 from graphql_api.auth import Tokens  # noqa: E402
-from graphql_api.cli import migrate  # noqa: E402
 from graphql_api.schema import ApiSchema  # noqa: E402
-from graphql_api.seed import seed_bulk  # noqa: E402
 from graphql_api.settings import Settings  # noqa: E402
 
 OPERATIONS = ROOT / "bench" / "operations"
-SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-APP_ROLE = "bench_app"
 SECRET = "cpu-secret-" + "s" * 40
 VARIABLES: dict[str, dict[str, Any]] = {
     "task_list": {"first": 20},
     "tags_with_tasks": {"first": 20, "tasksFirst": 5},
     "conversations_with_last_messages": {"first": 20, "last": 5},
 }
-
-
-def prepare(url: str, users: int) -> list[str]:
-    """Create, migrate and seed the database if needed; the users' ids."""
-    name = sa.make_url(url).database
-    server = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :n")
-        if not conn.execute(exists, {"n": name}).first():
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    server.dispose()
-    settings = Settings(_env_file=None, database_url=url, jwt_secret=SECRET)  # type: ignore[call-arg]
-    migrate(settings)
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        if not conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one():
-            seed_bulk(settings, users=users, tasks=100)
-            conn.execute(sa.text("VACUUM ANALYZE"))
-        if not conn.execute(
-            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
-        ).first():
-            conn.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN"))
-        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
-        conn.execute(
-            sa.text(
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
-            )
-        )
-        ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM users ORDER BY email"))]
-    engine.dispose()
-    return ids
 
 
 EXECUTION_CPU = [0.0]
@@ -122,7 +89,7 @@ class Client:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    user_ids = prepare(args.database_url, args.users)
+    user_ids = prepare(args.database_url, args.users, SECRET)
     time_execution()
     app_url = (
         sa.make_url(args.database_url).set(username=APP_ROLE).render_as_string(hide_password=False)

@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from seeded import APP_ROLE, SERVER, prepare
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
 OPERATIONS = ROOT / "bench" / "operations"
-SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-APP_ROLE = "bench_app"
 SECRET = "cpu-data-secret-" + "s" * 40
 VARIABLES: dict[str, dict[str, Any]] = {
     "task_list": {"first": 20},
@@ -49,43 +49,6 @@ OPERATION_NAMES = ",".join(VARIABLES)
 
 
 # --- the driver ------------------------------------------------------------------------------
-
-
-def prepare(url: str, users: int) -> list[str]:
-    """Create, migrate and seed the database if needed (as its owner); the users' ids."""
-    sys.path.insert(0, str(ROOT))
-    import sqlalchemy as sa
-
-    from graphql_api.cli import migrate
-    from graphql_api.seed import seed_bulk
-    from graphql_api.settings import Settings
-
-    name = sa.make_url(url).database
-    server = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :n")
-        if not conn.execute(exists, {"n": name}).first():
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    server.dispose()
-    settings = Settings(_env_file=None, database_url=url, jwt_secret=SECRET)  # type: ignore[call-arg]
-    migrate(settings)
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        if not conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one():
-            seed_bulk(settings, users=users, tasks=100)
-            conn.execute(sa.text("VACUUM ANALYZE"))
-        role = sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r")
-        if not conn.execute(role, {"r": APP_ROLE}).first():
-            conn.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN"))
-        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
-        conn.execute(
-            sa.text(
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
-            )
-        )
-        ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM users ORDER BY email"))]
-    engine.dispose()
-    return ids
 
 
 def checkout(revision: str) -> Path:
@@ -136,7 +99,7 @@ class Worker:
 
 
 def drive(args: argparse.Namespace) -> None:
-    user_ids = prepare(args.database_url, args.users)
+    user_ids = prepare(args.database_url, args.users, SECRET)
     WORK.mkdir(parents=True, exist_ok=True)
     users_file = WORK / "cpu-data-users.json"
     users_file.write_text(json.dumps(user_ids))
