@@ -152,7 +152,14 @@ def typescript_project(
 ) -> Path:
     """The example in the repository's layout (../operations, ../../schema.graphql) on the
     pinned tools, with ./gql/ generated from the live server's introspection."""
-    root = tmp_path_factory.mktemp("typescript")
+    project = lay_out_typescript_example(tmp_path_factory.mktemp("typescript"), typescript_tools)
+    run([tool(project, "graphql-codegen")], project, GRAPHQL_SCHEMA=f"{server}/graphql")
+    return project
+
+
+def lay_out_typescript_example(root: Path, typescript_tools: Path) -> Path:
+    """examples/typescript copied under `root` in the repository's layout (../operations,
+    ../../schema.graphql), on the pinned tools; the project's folder."""
     project = root / "examples" / "typescript"
     project.mkdir(parents=True)
     for name in TYPESCRIPT_SOURCES:
@@ -160,7 +167,6 @@ def typescript_project(
     shutil.copytree(EXAMPLES / "operations", root / "examples" / "operations")
     shutil.copy(PROJECT_ROOT / "schema.graphql", root / "schema.graphql")
     (project / "node_modules").symlink_to(typescript_tools, target_is_directory=True)
-    run([tool(project, "graphql-codegen")], project, GRAPHQL_SCHEMA=f"{server}/graphql")
     return project
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,12 @@ import sqlalchemy as sa
 from graphql import get_introspection_query
 
 import graphql_api.guard
-from graphql_api.cli import PROJECT_ROOT
 from graphql_api.models import PERSISTED_DOCUMENTS
 from graphql_api.settings import Settings
 from tests.conftest import APP_ROLE, Backend, make_settings
 from tests.helpers import Account, Api, serve
 from tests.test_clients import (  # the pinned tools of examples/typescript, installed once
-    EXAMPLES,
-    TYPESCRIPT,
-    TYPESCRIPT_SOURCES,
+    lay_out_typescript_example,
     operation_names,
     run,
     tool,
@@ -248,14 +244,7 @@ def preset_manifest(
 ) -> Path:
     """gql/persisted-documents.json as the client preset writes it from examples/operations
     and the example client's own documents, with examples/typescript's pinned tools."""
-    root = tmp_path_factory.mktemp("manifest")
-    project = root / "examples" / "typescript"
-    project.mkdir(parents=True)
-    for name in TYPESCRIPT_SOURCES:
-        shutil.copy(TYPESCRIPT / name, project / name)
-    shutil.copytree(EXAMPLES / "operations", root / "examples" / "operations")
-    shutil.copy(PROJECT_ROOT / "schema.graphql", root / "schema.graphql")
-    (project / "node_modules").symlink_to(typescript_tools, target_is_directory=True)
+    project = lay_out_typescript_example(tmp_path_factory.mktemp("manifest"), typescript_tools)
     run([tool(project, "graphql-codegen")], project)
     return project / "gql" / "persisted-documents.json"
 
