@@ -22,7 +22,8 @@ What stays as it was on the Core path:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -82,6 +83,40 @@ class Statement:
             compiled = self._compiled[key] = _compile(self._build(), dialect)
         sql, values = _bind(compiled, params)
         return cast(list[Record], compiled.decode(execute(conn, sql, values)))
+
+
+def owned_by_ids(table: sa.Table) -> Statement:
+    """The caller's rows of `table` whose `id` is in the list parameter `ids`."""
+    return Statement(
+        lambda: sa.select(table).where(
+            table.c.user_id == sa.bindparam("user_id"),
+            table.c.id.in_(sa.bindparam("ids", expanding=True)),
+        )
+    )
+
+
+def rows_by_key(
+    statement: Statement, conn: Connection, user_id: str, ids: Iterable[Any], key: int
+) -> dict[Any, Record]:
+    """The rows `statement` finds for `ids` (its `ids` parameter), by their column `key`; no
+    statement at all when there are no ids."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {row[key]: row for row in statement.run(conn, user_id=user_id, ids=ids)}
+
+
+def rows_grouped(
+    statement: Statement, conn: Connection, user_id: str, ids: Iterable[Any]
+) -> dict[Any, list[Record]]:
+    """The rows `statement` finds for `ids`, grouped by their last column (the parent's id);
+    no statement at all when there are no ids."""
+    ids = list(ids)
+    grouped: dict[Any, list[Record]] = defaultdict(list)
+    if ids:
+        for row in statement.run(conn, user_id=user_id, ids=ids):
+            grouped[row[-1]].append(row)
+    return grouped
 
 
 class Statements:

@@ -27,7 +27,7 @@ from graphql_api.pagination import (
     fetch_page,
     fetch_pages,
 )
-from graphql_api.sql import Record, Statement, position
+from graphql_api.sql import Record, Statement, owned_by_ids, position, rows_by_key
 from graphql_api.validation import changes_of, check_unchanged, validate
 
 CONVERSATION_ORDERING = Ordering(
@@ -71,22 +71,14 @@ def _trashed_of_user() -> list[sa.ColumnElement[bool]]:
     ]
 
 
-_BY_IDS = Statement(
-    lambda: sa.select(CONVERSATIONS).where(
-        CONVERSATIONS.c.user_id == sa.bindparam("user_id"),
-        CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True)),
-    )
-)
+_BY_IDS = owned_by_ids(CONVERSATIONS)
 
 
 def get_conversations(
     conn: Connection, user_id: str, ids: Iterable[uuid.UUID]
 ) -> dict[Any, Record]:
     """The user's conversations with these ids, live or in the trash (as tasks), by id."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+    return rows_by_key(_BY_IDS, conn, user_id, ids, ID)
 
 
 def _conversations() -> sa.Select[Any]:
@@ -122,20 +114,12 @@ def count_conversations(conn: Connection, user_id: str, *, deleted: bool = False
     return count
 
 
-_MESSAGES_BY_IDS = Statement(
-    lambda: sa.select(MESSAGES).where(
-        MESSAGES.c.user_id == sa.bindparam("user_id"),
-        MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True)),
-    )
-)
+_MESSAGES_BY_IDS = owned_by_ids(MESSAGES)
 
 
 def get_messages(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
     """The user's messages with these ids (their conversation live or in the trash), by id."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    return {row[MESSAGE_ID]: row for row in _MESSAGES_BY_IDS.run(conn, user_id=user_id, ids=ids)}
+    return rows_by_key(_MESSAGES_BY_IDS, conn, user_id, ids, MESSAGE_ID)
 
 
 def _messages() -> sa.Select[Any]:

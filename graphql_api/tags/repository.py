@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,15 @@ from graphql_api.pagination import (
     fetch_page,
     fetch_pages,
 )
-from graphql_api.sql import Record, Statement, Statements, position
+from graphql_api.sql import (
+    Record,
+    Statement,
+    Statements,
+    owned_by_ids,
+    position,
+    rows_by_key,
+    rows_grouped,
+)
 from graphql_api.tasks.repository import task_ordering
 from graphql_api.validation import changes_of, check_unchanged, validate
 
@@ -55,20 +62,12 @@ def _listed(deleted: bool) -> list[sa.ColumnElement[bool]]:
     return [TAGS.c.user_id == sa.bindparam("user_id"), TAGS.c.deleted_at.is_not(None)]
 
 
-_BY_IDS = Statement(
-    lambda: sa.select(TAGS).where(
-        TAGS.c.user_id == sa.bindparam("user_id"),
-        TAGS.c.id.in_(sa.bindparam("ids", expanding=True)),
-    )
-)
+_BY_IDS = owned_by_ids(TAGS)
 
 
 def get_tags(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
     """The user's tags with these ids, live or in the trash (as tasks), by id."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+    return rows_by_key(_BY_IDS, conn, user_id, ids, ID)
 
 
 def _search(searching: bool, deleted: bool = False) -> list[sa.ColumnElement[bool]]:
@@ -125,12 +124,7 @@ def tags_of_tasks(
     conn: Connection, user_id: str, task_ids: Iterable[uuid.UUID]
 ) -> dict[Any, list[Record]]:
     """Live tags of each task, by name."""
-    task_ids = list(task_ids)
-    grouped: dict[Any, list[Record]] = defaultdict(list)
-    if task_ids:
-        for row in _OF_TASKS.run(conn, user_id=user_id, ids=task_ids):
-            grouped[row[-1]].append(row)
-    return grouped
+    return rows_grouped(_OF_TASKS, conn, user_id, task_ids)
 
 
 def _tagged_tasks() -> sa.Select[Any]:

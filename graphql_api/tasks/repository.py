@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,15 @@ from graphql_api.models import (
     utcnow,
 )
 from graphql_api.pagination import Ordering, Page, PageArgs, Query, SortKey, fetch_page
-from graphql_api.sql import Record, Statement, Statements, position
+from graphql_api.sql import (
+    Record,
+    Statement,
+    Statements,
+    owned_by_ids,
+    position,
+    rows_by_key,
+    rows_grouped,
+)
 from graphql_api.validation import changes_of, check_unchanged, validate
 
 
@@ -178,20 +185,12 @@ def _filter_conditions(shape: _Shape) -> list[ColumnElement[bool]]:
 # --- reads -----------------------------------------------------------------------------------
 
 
-_BY_IDS = Statement(
-    lambda: sa.select(TASKS).where(
-        TASKS.c.user_id == sa.bindparam("user_id"),
-        TASKS.c.id.in_(sa.bindparam("ids", expanding=True)),
-    )
-)
+_BY_IDS = owned_by_ids(TASKS)
 
 
 def get_tasks(conn: Connection, user_id: str, ids: Iterable[uuid.UUID]) -> dict[Any, Record]:
     """The user's tasks with these ids, live or trashed, by id. Ids of others are absent."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    return {row[ID]: row for row in _BY_IDS.run(conn, user_id=user_id, ids=ids)}
+    return rows_by_key(_BY_IDS, conn, user_id, ids, ID)
 
 
 def task_query(user_id: str, task_filter: TaskFilter) -> Query:
@@ -246,18 +245,6 @@ def _linked_tasks(*, by: sa.Column[Any], target: sa.Column[Any]) -> Statement:
     )
 
 
-def _grouped(
-    statement: Statement, conn: Connection, user_id: str, ids: Iterable[Any]
-) -> dict[Any, list[Record]]:
-    """The rows of `statement` for `ids`, grouped by their last column."""
-    ids = list(ids)
-    grouped: dict[Any, list[Record]] = defaultdict(list)
-    if ids:
-        for row in statement.run(conn, user_id=user_id, ids=ids):
-            grouped[row[-1]].append(row)
-    return grouped
-
-
 _SUBTASKS = _linked_tasks(
     by=TASK_RELATIONSHIPS.c.parent_task_id, target=TASK_RELATIONSHIPS.c.child_task_id
 )
@@ -270,14 +257,14 @@ def subtasks_of(
     conn: Connection, user_id: str, parent_ids: Iterable[uuid.UUID]
 ) -> dict[Any, list[Record]]:
     """Live subtasks of each parent, oldest first."""
-    return _grouped(_SUBTASKS, conn, user_id, parent_ids)
+    return rows_grouped(_SUBTASKS, conn, user_id, parent_ids)
 
 
 def parents_of(
     conn: Connection, user_id: str, child_ids: Iterable[uuid.UUID]
 ) -> dict[Any, list[Record]]:
     """Live parents of each task, oldest first."""
-    return _grouped(_PARENTS, conn, user_id, child_ids)
+    return rows_grouped(_PARENTS, conn, user_id, child_ids)
 
 
 @dataclass(frozen=True)
