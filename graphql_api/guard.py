@@ -29,7 +29,9 @@ from graphql import (
 from graphql.language import (
     ArgumentNode,
     DocumentNode,
+    FragmentDefinitionNode,
     ObjectValueNode,
+    OperationDefinitionNode,
     StringValueNode,
     ValueNode,
 )
@@ -98,9 +100,10 @@ class GuardSettings:
 
 @dataclass(frozen=True)
 class Checked:
-    """A document's shape and its validation errors (empty: valid)."""
+    """A document's shape, fragments and validation errors (empty: valid)."""
 
     shapes: dict[str | None, OperationShape]
+    fragments: dict[str, FragmentDefinitionNode]
     errors: tuple[GraphQLError, ...]
 
 
@@ -226,7 +229,11 @@ class _Checker:
                 (*rules, *self.rules),
                 hide_suggestions=not settings.suggestions,
             )
-        return Checked(shapes, tuple(_tag_validation_error(error) for error in errors))
+        return Checked(
+            shapes,
+            fragments_of(document),
+            tuple(_tag_validation_error(error) for error in errors),
+        )
 
 
 def guard(settings: GuardSettings) -> Callable[[], SchemaExtension]:
@@ -267,25 +274,24 @@ class RequestGuard(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         execution = self.execution_context
-        shape = self._shape()
-        for check in (self._authenticated, self._without_nul, self._within_cost):
-            if execution.result is not None or shape is None:
-                break
-            if (error := check(execution, shape)) is not None:
-                execution.result = GraphQLExecutionResult(data=None, errors=[error])
+        document = execution.graphql_document
+        operation = None
+        if self.checked is not None and document is not None and execution.result is None:
+            operation = selected_operation(document, execution.operation_name)
+        if operation is not None:
+            assert self.checked is not None
+            name = operation.name.value if operation.name else None
+            shape = self.checked.shapes[name]
+            for check in (self._authenticated, self._without_nul, self._within_cost):
+                if (error := check(execution, operation, shape)) is not None:
+                    execution.result = GraphQLExecutionResult(data=None, errors=[error])
+                    break
         yield
 
-    def _shape(self) -> OperationShape | None:
-        execution = self.execution_context
-        if self.checked is None or execution.graphql_document is None:
-            return None
-        operation = selected_operation(execution.graphql_document, execution.operation_name)
-        if operation is None:
-            return None
-        return self.checked.shapes.get(operation.name.value if operation.name else None)
-
     @staticmethod
-    def _authenticated(execution: ExecutionContext, shape: OperationShape) -> GraphQLError | None:
+    def _authenticated(
+        execution: ExecutionContext, _: OperationDefinitionNode, shape: OperationShape
+    ) -> GraphQLError | None:
         context = execution.context
         if context.principal is not None or not shape.root_fields - PUBLIC_ROOT_FIELDS:
             return None
@@ -295,7 +301,9 @@ class RequestGuard(SchemaExtension):
         return GraphQLError(error.message, extensions=error.extensions)
 
     @staticmethod
-    def _without_nul(execution: ExecutionContext, _: OperationShape) -> GraphQLError | None:
+    def _without_nul(
+        execution: ExecutionContext, *_: OperationDefinitionNode | OperationShape
+    ) -> GraphQLError | None:
         """Text with NUL characters cannot be stored (PostgreSQL refuses it): refuse it up
         front, in variables and in literals alike, as the client's mistake it is."""
         query, document = execution.query or "", execution.graphql_document
@@ -311,14 +319,14 @@ class RequestGuard(SchemaExtension):
             return GraphQLError(error.message, extensions=error.extensions)
         return None
 
-    def _within_cost(self, execution: ExecutionContext, _: OperationShape) -> GraphQLError | None:
-        document = execution.graphql_document
-        operation = selected_operation(document, execution.operation_name) if document else None
-        if document is None or operation is None:
-            return None
+    def _within_cost(
+        self, execution: ExecutionContext, operation: OperationDefinitionNode, _: OperationShape
+    ) -> GraphQLError | None:
+        assert self.checked is not None
         max_cost = self.checker.settings.max_cost
         schema = execution.schema._schema
-        cost = operation_cost(schema, operation, fragments_of(document), execution.variables or {})
+        variables = execution.variables or {}
+        cost = operation_cost(schema, operation, self.checked.fragments, variables)
         return cost_error(cost, max_cost) if cost > max_cost else None
 
 
