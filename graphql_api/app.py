@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.set_threshold(50_000, 20, 20)
         yield
         await services.tokens.aclose()
-        services.database.dispose()
+        await services.database.dispose()
 
     app = FastAPI(
         title="Todo GraphQL API",

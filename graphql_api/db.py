@@ -1,8 +1,12 @@
 """Engines, dialect set-up, and the per-request database handle.
 
-The request path is async but the driver (psycopg2, sqlite3) is synchronous, so every batch of
-SQL runs in a worker thread. A request checks out ONE connection on first use and keeps it to the
-end; an `asyncio.Lock` makes sure only one thread at a time touches it.
+The data layer is synchronous code: functions of `(connection, user_id)` on SQLAlchemy's
+`Connection`. On PostgreSQL the request path runs them on the event loop over asyncpg, in a
+greenlet (SQLAlchemy's `greenlet_spawn`): no thread to wake per batch, and a driver that decodes
+rows in C (docs/benchmarks.md, "an async driver"). psycopg2 stays for migrations and the CLI,
+and for the request path when `DB_ASYNC_DRIVER=false`. SQLite (sqlite3) runs in worker threads.
+A request checks out ONE connection on first use and keeps it to the end; an `asyncio.Lock`
+makes sure only one batch at a time touches it.
 
 Reads share one transaction per request (one snapshot on SQLite, one round trip saved per loader
 batch on PostgreSQL). Each write runs in a transaction of its own, committed before the mutation
@@ -24,6 +28,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from graphql_api import sql
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
@@ -59,14 +65,42 @@ def create_engine(settings: Settings, *, request_limits: bool = True) -> Engine:
     )
 
 
-def _session_options(settings: Settings) -> str:
+def _session_limits(settings: Settings) -> dict[str, str]:
     """Server-side limits for every connection of the API (0 leaves PostgreSQL's default)."""
     limits = {
         "statement_timeout": settings.db_statement_timeout_ms,
         "lock_timeout": settings.db_lock_timeout_ms,
         "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
     }
-    return " ".join(f"-c {name}={value}" for name, value in limits.items() if value)
+    return {name: str(value) for name, value in limits.items() if value}
+
+
+def _session_options(settings: Settings) -> str:
+    """`_session_limits` as libpq's `options`."""
+    return " ".join(f"-c {name}={value}" for name, value in _session_limits(settings).items())
+
+
+def uses_async_driver(settings: Settings) -> bool:
+    """Whether the request path reaches PostgreSQL through asyncpg (see the module's doc)."""
+    url = sa.make_url(settings.database_url)
+    return settings.db_async_driver and url.get_backend_name() == "postgresql"
+
+
+def create_async_request_engine(settings: Settings) -> AsyncEngine:
+    """The request path's asyncpg engine, on the server and database of `DATABASE_URL`."""
+    url = sa.make_url(settings.database_url).set(drivername="postgresql+asyncpg")
+    query = dict(url.query)
+    sslmode = query.pop("sslmode", None)  # libpq's name; asyncpg takes the same values as `ssl`
+    if sslmode is not None and sslmode != "disable":
+        query["ssl"] = sslmode
+    return create_async_engine(
+        url.set(query=query),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=1800,
+        connect_args={"server_settings": _session_limits(settings)},
+    )
 
 
 def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
@@ -129,28 +163,42 @@ def is_transaction_control(statement: str) -> bool:
 
 
 class Database:
-    """The process-wide engine and the threads the synchronous driver runs in."""
+    """The process-wide engine, and how the data layer's synchronous code reaches it: in a
+    greenlet on the event loop (asyncpg), or in a worker thread (psycopg2, sqlite3)."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = engine or create_engine(settings)
-        threads = settings.db_threads or settings.db_pool_size + settings.db_max_overflow
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+        self._async_engine: AsyncEngine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        if uses_async_driver(settings):
+            self._async_engine = create_async_request_engine(settings)
+            self.engine = self._async_engine.sync_engine
+        else:
+            self.engine = create_engine(settings)
+            threads = settings.db_threads or settings.db_pool_size + settings.db_max_overflow
+            self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
 
     def request(self, principal: Principal | None) -> RequestDb:
         """A handle for one request, scoped to `principal` (None: unauthenticated)."""
         return RequestDb(self, principal)
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Run blocking `fn` in a database thread (with the caller's context: its request id)."""
+        """Run the data layer's `fn` (with the caller's context: its request id)."""
+        if self._executor is None:
+            return await greenlet_spawn(fn)
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, functools.partial(context.run, fn)
         )
 
-    def dispose(self) -> None:
-        self._executor.shutdown(wait=True)
-        self.engine.dispose()
+    async def dispose(self) -> None:
+        """Close the pool's connections (and stop the threads)."""
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+        else:
+            assert self._executor is not None
+            self._executor.shutdown(wait=True)
+            self.engine.dispose()
 
 
 def _bind(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., T]:
@@ -187,6 +235,10 @@ class Principal:
         )
 
 
+class RequestEnded(RuntimeError):
+    """A database call after the end of its request."""
+
+
 class RequestDb:
     """One request's access to the database, scoped to its principal.
 
@@ -202,6 +254,7 @@ class RequestDb:
         self._user_known = False
         self._entered = False  # the current transaction got past its first statement
         self._statements = [0]  # counted by a listener on the engine (observability)
+        self._closed = False
         self._lock = asyncio.Lock()
 
     @property
@@ -238,6 +291,10 @@ class RequestDb:
 
     async def _run(self, call: Callable[..., T], user_id: str | None, *, write: bool) -> T:
         async with self._lock:
+            if self._closed:
+                # Work the request abandoned (a loader batch due after an error ended it)
+                # must not open a connection that nothing would give back.
+                raise RequestEnded("The request has ended: its database handle is closed.")
             work = asyncio.ensure_future(
                 self._database.run(functools.partial(self._call_in_thread, call, user_id, write))
             )
@@ -344,12 +401,13 @@ class RequestDb:
                 raise ServiceUnavailable(
                     "The service is busy: no database connection is free. Retry shortly."
                 ) from exc
-            except sa.exc.OperationalError as exc:
+            except (sa.exc.DBAPIError, OSError) as exc:  # asyncpg lets a refused socket through
                 raise ServiceUnavailable("The database is unavailable: retry shortly.") from exc
         return self._connection
 
     async def close(self) -> None:
         """Give the connection back (an open read transaction is rolled back)."""
+        self._closed = True
         if self._connection is not None:
             connection, self._connection = self._connection, None
             _forget_counter(connection)
@@ -380,31 +438,41 @@ def scope_to_user(connection: Connection, user_id: str, *, check_exists: bool = 
     tell whether the user exists: both in one round trip."""
     if connection.dialect.name != "postgresql":
         return user_exists(connection, user_id) if check_exists else True
-    statement = "SELECT set_config('app.user_id', %(user)s, true)"
-    if check_exists:
-        statement += "; SELECT EXISTS (SELECT 1 FROM users WHERE id = %(user)s)"
-    # Once per request: on the driver's cursor, without Core's execution machinery.
-    rows = sql.execute(connection, statement, {"user": user_id})
-    return bool(rows[0][0]) if check_exists else True
+    params = {"user": user_id}
+    if not check_exists:
+        sql.execute(connection, _SET_USER, params)
+        return True
+    rows = sql.execute(connection, _SET_USER_THEN_EXISTS, params)
+    return bool(rows[0][0])
 
 
 def check_token_user(
     connection: Connection, user_id: str, issued_at: datetime | None
 ) -> bool | None:
     """Bind the transaction to `user_id` (as `scope_to_user` does) and check the token, in one
-    round trip: None if the user does not exist, False if its tokens issued at `issued_at` were
+    statement: None if the user does not exist, False if its tokens issued at `issued_at` were
     revoked (issued at or before its `tokens_valid_after`), True otherwise."""
     if connection.dialect.name != "postgresql":
         return token_status(connection, user_id, issued_at)
-    statement = (
-        "SELECT set_config('app.user_id', %(user)s, true); "
-        "SELECT (SELECT COALESCE(tokens_valid_after < %(issued)s, tokens_valid_after IS NULL) "
-        "FROM users WHERE id = %(user)s)"
-    )
-    # Once per request: on the driver's cursor, without Core's execution machinery.
-    rows = sql.execute(connection, statement, {"user": user_id, "issued": issued_at})
+    rows = sql.execute(connection, _SET_USER_THEN_CUT_OFF, {"user": user_id, "issued": issued_at})
     accepted: bool | None = rows[0][0]
     return accepted
+
+
+# Once per request, so on the driver's cursor, without Core's execution machinery. The setting
+# (row-level security reads it) and the user check are one statement: one round trip on every
+# driver (asyncpg's protocol takes one statement at a time). The check reads the user id from
+# the setting's result, so it cannot run before the setting is made.
+_SET_USER = "SELECT set_config('app.user_id', %(user)s, true)"
+_SET_USER_THEN_EXISTS = (
+    "WITH scope AS MATERIALIZED (SELECT set_config('app.user_id', %(user)s, true) AS id) "
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = scope.id) FROM scope"
+)
+_SET_USER_THEN_CUT_OFF = (
+    "WITH scope AS MATERIALIZED (SELECT set_config('app.user_id', %(user)s, true) AS id) "
+    "SELECT (SELECT COALESCE(tokens_valid_after < %(issued)s, tokens_valid_after IS NULL) "
+    "FROM users WHERE id = scope.id) FROM scope"
+)
 
 
 def allow_account_lookup(connection: Connection) -> None:

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         ge=0,
         description="PostgreSQL idle_in_transaction_session_timeout (0: none).",
     )
+    db_async_driver: bool = Field(
+        True,
+        description="PostgreSQL: the request path uses asyncpg on the event loop (psycopg2 "
+        "stays for migrations and the CLI); false: psycopg2 in worker threads.",
+    )
     db_threads: int = Field(
         0,
         ge=0,

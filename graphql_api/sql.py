@@ -22,6 +22,7 @@ What stays as it was on the Core path:
 from __future__ import annotations
 
 import functools
+import re
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,21 +157,50 @@ def _statement_of(keyed: _Keyed) -> Statement:
 def execute(
     conn: Connection, sql: str, params: Mapping[str, Any] | None = None
 ) -> list[tuple[Any, ...]]:
-    """Run `sql` (in the dialect's parameter style) on the connection's DB-API cursor, in its
-    transaction; the rows as the driver returns them (none for a statement without rows)."""
+    """Run `sql` on the connection's DB-API cursor, in its transaction; the rows as tuples (none
+    for a statement without rows). Parameters are named, written `%(name)s` on PostgreSQL and
+    `:name` on SQLite; for asyncpg they are numbered (`$1`) on the way."""
     if not conn.in_transaction():
         conn.begin()  # what Core's autobegin would do
+    values: Any = params or {}
+    numbered = conn.dialect.paramstyle == "numeric_dollar"
+    if numbered:
+        sql, names = _numbered(sql)
+        values = [values[name] for name in names]
     dbapi_connection = conn.connection
     cursor = dbapi_connection.cursor()
     try:
         for listener in conn.dispatch.before_cursor_execute:
-            listener(conn, cursor, sql, params, None, False)
-        cursor.execute(sql, params or {})
-        return list(cursor.fetchall()) if cursor.description is not None else []
+            listener(conn, cursor, sql, values, None, False)
+        cursor.execute(sql, values)
+        if cursor.description is None:
+            return []
+        rows = cursor.fetchall()
+        return [tuple(row) for row in rows] if numbered else list(rows)
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _wrapped(conn, exc, sql, params, cursor) from exc
     finally:
         cursor.close()
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`sql` with its `%(name)s` parameters numbered `$n` (a name used twice keeps its number),
+    and the names in number order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PYFORMAT.sub(number, sql), tuple(names)
 
 
 def _wrapped(
@@ -226,13 +256,15 @@ _TWINS: dict[type[Dialect], Dialect] = {}
 
 
 def _named(dialect: Dialect) -> Dialect:
-    """`dialect`, or for a positional one (SQLite's qmark) a twin that compiles named
-    parameters: one way to pass parameters (a dict) for every dialect."""
+    """`dialect`, or for a positional one (SQLite's qmark, asyncpg's `$n`) a twin that compiles
+    named parameters: one way to pass parameters (a dict) for every dialect, and the SQL text
+    `execute` takes (`%(name)s` on PostgreSQL, `:name` on SQLite)."""
     if dialect.paramstyle in ("pyformat", "named"):
         return dialect
     twin = _TWINS.get(type(dialect))
     if twin is None:
-        twin = _TWINS[type(dialect)] = type(dialect)(paramstyle="named")  # type: ignore[call-arg]
+        style = "pyformat" if dialect.name == "postgresql" else "named"
+        twin = _TWINS[type(dialect)] = type(dialect)(paramstyle=style)  # type: ignore[call-arg]
     return twin
 
 

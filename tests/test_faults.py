@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from graphql_api.db import Database
+from graphql_api.db import Database, RequestEnded
 from graphql_api.errors import ServiceUnavailable
 from graphql_api.models import TASKS
 from tests import live, pgcluster
@@ -37,7 +37,10 @@ async def test_a_cancelled_read_keeps_the_connection_until_its_thread_is_done(
     events: list[object] = []
 
     def slow(conn: sa.Connection) -> None:
-        time.sleep(0.3)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_sleep(0.3)")  # the request path waits on the loop
+        else:
+            time.sleep(0.3)  # in the database thread
         events.append(("finished", conn.closed))
 
     reading = asyncio.ensure_future(request.read_public(slow))
@@ -47,19 +50,35 @@ async def test_a_cancelled_read_keeps_the_connection_until_its_thread_is_done(
         await reading
     await request.close()
     events.append("closed")
-    database.dispose()
+    await database.dispose()
     assert events == [("finished", False), "closed"]
 
 
-@postgresql_only
-def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
+async def test_a_read_after_the_request_ended_opens_no_connection(backend: Backend) -> None:
+    """A loader batch can come due after an error has ended its request (graphql-core stops
+    waiting for the error's siblings): it must not check out a connection nobody returns."""
     database = Database(make_settings(backend.app_url))
-    with database.engine.connect() as conn:
-        shown = {
-            name: conn.exec_driver_sql(f"SHOW {name}").scalar()
-            for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
-        }
-    database.dispose()
+    request = database.request(None)
+    assert await request.read_public(lambda conn: conn.exec_driver_sql("SELECT 1").scalar()) == 1
+    await request.close()
+    with pytest.raises(RequestEnded):
+        await request.read_public(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+    assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    await database.dispose()
+
+
+@postgresql_only
+async def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
+    database = Database(make_settings(backend.app_url))
+    names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+
+    def show(conn: sa.Connection) -> dict[str, str | None]:
+        return {name: conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names}
+
+    request = database.request(None)
+    shown = await request.read_public(show)
+    await request.close()
+    await database.dispose()
     assert shown == {
         "statement_timeout": "5s",
         "lock_timeout": "2s",
@@ -78,7 +97,7 @@ async def test_a_statement_past_its_timeout_is_service_unavailable(backend: Back
         assert time.monotonic() - started < 2
     finally:
         await request.close()
-        database.dispose()
+        await database.dispose()
 
 
 @postgresql_only
@@ -111,13 +130,14 @@ async def test_an_exhausted_pool_answers_promptly(backend: Backend) -> None:
     )
     async with serve(settings) as api:
         account = await api.sign_up()
-        held = api.app.state.services.database.engine.connect()  # the only connection
+        database = api.app.state.services.database
+        held = await database.run(database.engine.connect)  # the only connection
         try:
             started = time.monotonic()
             response = await api.execute("{ me { id } }", as_user=account)
             elapsed = time.monotonic() - started
         finally:
-            held.close()
+            await database.run(held.close)
         assert response.codes == ["SERVICE_UNAVAILABLE"]
         assert "retry" in response.errors[0]["message"].lower()
         assert elapsed < 2
@@ -158,7 +178,7 @@ async def test_a_connection_lost_with_the_server_is_service_unavailable(
         await db.close()
     finally:
         cluster.start()
-        database.dispose()
+        await database.dispose()
 
 
 @pytest.fixture

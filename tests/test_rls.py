@@ -97,7 +97,7 @@ async def test_an_unscoped_query_through_the_api_sees_nothing_of_other_users(
         assert await request.read(forgetful_read) == ["alice's task"]
     finally:
         await request.close()
-        database.dispose()
+        await database.dispose()
 
 
 def test_account_lookup_opens_only_the_users_table(app_engine: sa.Engine, two_users: Any) -> None:
