@@ -417,8 +417,12 @@ def capture_statements(
     from graphql_api.app import create_app
     from graphql_api.db import is_transaction_control
 
-    settings = Settings(
-        database_url=url, jwt_secret=SECRET, log_level="WARNING", use_dataloaders=loaders
+    settings = Settings(  # psycopg2, whose cursor inlines the parameters (`mogrify`)
+        database_url=url,
+        jwt_secret=SECRET,
+        log_level="WARNING",
+        use_dataloaders=loaders,
+        db_async_driver=False,
     )
     app = create_app(settings)
     tokens = Tokens(settings)

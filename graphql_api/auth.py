@@ -163,6 +163,10 @@ class JwksCache:
         await self._client.aclose()
 
 
+VERIFIED_TOKENS_KEPT = 4096
+"""Verified tokens remembered per process (a few hundred bytes each)."""
+
+
 class Tokens:
     """Issues built-in tokens and verifies built-in and external ones."""
 
@@ -172,6 +176,10 @@ class Tokens:
         self._jwks = (
             jwks if jwks is not None else (JwksCache(settings) if settings.jwt_jwks_url else None)
         )
+        # Tokens verified lately, each with the wall-clock time until which it stays valid:
+        # a client sends the same token with every request, and checking its signature and
+        # claims again costs more than the rest of the request's authentication.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, user_id: str, *, after: datetime | None = None) -> str:
         """A built-in token for `user_id`. `after`: the user's `tokens_valid_after` when it was
@@ -193,7 +201,25 @@ class Tokens:
         return jwt.encode(claims, self._secret, algorithm=BUILT_IN_ALGORITHM)
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid token; UNAUTHENTICATED with a helpful reason otherwise."""
+        """The principal of a valid token; UNAUTHENTICATED with a helpful reason otherwise.
+
+        A token verified before is answered from memory until it expires (a provider's, for
+        no longer than its key set is kept, since its key may be retired). Revocation is not
+        the token's business: the database checks it on every request."""
+        known = self._verified.get(token)
+        if known is not None:
+            principal, valid_until = known
+            if time.time() < valid_until:
+                return principal
+            del self._verified[token]
+        principal, valid_until = await self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the longest kept goes first
+        self._verified[token] = (principal, valid_until)
+        return principal
+
+    async def _verify_signed(self, token: str) -> tuple[Principal, float]:
+        """`verify` without memory: the principal, and until when the token stays valid."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -203,7 +229,8 @@ class Tokens:
         algorithm = header.get("alg")
         if algorithm == BUILT_IN_ALGORITHM and self._secret:
             claims = self._decode(token, self._secret, algorithm, self._settings.token_issuer, None)
-            return Principal(user_id=claims["sub"], issued_at=_issued_at(claims, precise=True))
+            principal = Principal(user_id=claims["sub"], issued_at=_issued_at(claims, precise=True))
+            return principal, self._expiry(claims)
         if self._jwks is not None and algorithm in self._settings.jwt_algorithms:
             key = await self._jwks.key(header.get("kid"))
             claims = self._decode(
@@ -212,13 +239,19 @@ class Tokens:
             email = claims.get("email")
             # Identities are keyed by (issuer, subject); without JWT_ISSUER, by the key set's URL.
             issuer = self._settings.jwt_issuer or self._settings.jwt_jwks_url or ""
-            return Principal.of_provider(
+            principal = Principal.of_provider(
                 issuer,
                 claims["sub"],
                 email if isinstance(email, str) else None,
                 _issued_at(claims, precise=False),
             )
+            key_kept_until = time.time() + self._settings.jwks_cache_seconds
+            return principal, min(self._expiry(claims), key_kept_until)
         raise Unauthenticated("Token algorithm not accepted.")
+
+    def _expiry(self, claims: dict[str, Any]) -> float:
+        """When PyJWT starts refusing a token with these (verified) claims."""
+        return float(claims["exp"]) + self._settings.jwt_leeway_seconds
 
     def _decode(
         self,

@@ -18,6 +18,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from graphql_api.relay import decode_id
 from graphql_api.settings import Settings
 from tests.conftest import JWT_SECRET, Backend, make_settings
 from tests.helpers import Api, serve, user_tables
@@ -172,6 +173,20 @@ async def test_bad_tokens_are_refused_before_a_database_connection_is_taken(api:
     assert counter.count == 0
     pool = api.app.state.services.database.engine.pool
     assert pool.checkedout() == 0
+
+
+async def test_a_token_verified_before_still_expires(backend: Backend) -> None:
+    """A verified token is remembered (its signature is not checked again) until it expires."""
+    async with serve(make_settings(backend.app_url, jwt_leeway_seconds=0)) as api:
+        account = await api.sign_up()
+        expires = int(time.time()) + 2
+        token = built_in_token(sub=decode_id(account.id)[1], exp=expires)
+        for _ in range(2):  # verified, then remembered
+            assert (await api.execute(ME, token=token)).ok()["me"]["id"] == account.id
+        await asyncio.sleep(expires - time.time() + 0.1)
+        response = await api.execute(ME, token=token)
+        assert response.codes == ["UNAUTHENTICATED"]
+        assert "expired" in response.errors[0]["message"]
 
 
 async def test_public_operations_and_introspection_work_without_a_token(api: Api) -> None:
