@@ -18,10 +18,11 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphql_api.auth import Passwords, Tokens, check_production_settings
-from graphql_api.context import Services, get_context
+from graphql_api.context import Services, request_context
 from graphql_api.db import Database
 from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.persisted import PersistedDocuments
@@ -30,7 +31,7 @@ from graphql_api.settings import Settings, get_settings
 from graphql_api.transport import (
     GRAPHIQL_ASSETS_PATH,
     GRAPHIQL_CDN,
-    GraphQLHttpRouter,
+    GraphQLEndpoint,
     TransportLimits,
     error_response,
 )
@@ -41,7 +42,7 @@ CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-R
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class ApiRouter(GraphQLHttpRouter):
+class ApiEndpoint(GraphQLEndpoint):
     """The GraphQL endpoint (transport rules in `graphql_api.transport`), serving GraphiQL's
     scripts from this server when they are installed locally."""
 
@@ -118,15 +119,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,  # the API is GraphQL; no REST schema to publish
     )
     app.state.services = services
-    router = ApiRouter(
+    endpoint = ApiEndpoint(
         build_schema(settings),
-        context_getter=get_context,
+        request_context=request_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         local_graphiql_assets=settings.graphiql_assets_dir is not None,
         max_tokens=settings.max_tokens,
         persisted=PersistedDocuments(settings, services.database),
     )
-    app.include_router(router, prefix="/graphql")
+    # An ASGI app as the endpoint: Starlette hands it every method; it answers 405 itself.
+    app.router.routes.append(Route("/graphql", endpoint))
     if settings.graphiql_assets_dir is not None:
         assets = StaticFiles(directory=settings.graphiql_assets_dir, follow_symlink=True)
         app.mount(GRAPHIQL_ASSETS_PATH, assets, name="graphiql-assets")

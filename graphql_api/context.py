@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
 from sqlalchemy.engine import Connection, RowMapping
 from starlette.requests import Request
-from strawberry.fastapi import BaseContext
 
 from graphql_api import idempotency
 from graphql_api.auth import Passwords, Tokens, bearer_token
@@ -36,7 +36,7 @@ class Services:
     metrics: Metrics
 
 
-class Context(BaseContext):
+class Context:
     """Built once per request. Nothing in it comes from the client except the verified token."""
 
     def __init__(
@@ -49,7 +49,6 @@ class Context(BaseContext):
         client_address: str = "unknown",
         idempotency_key: str | None = None,
     ) -> None:
-        super().__init__()
         self.services = services
         self.client_address = client_address
         self.idempotency_key = idempotency_key
@@ -100,8 +99,10 @@ class Context(BaseContext):
 Info = strawberry.Info[Context, None]
 
 
-async def get_context(request: Request) -> AsyncIterator[Context]:
-    """FastAPI dependency: verify the bearer token (no database involved), then build the context.
+@asynccontextmanager
+async def request_context(request: Request) -> AsyncIterator[Context]:
+    """Verify the bearer token (no database involved), build the context, and at the end give
+    the request's database connection back.
 
     A bad token does not fail the request here: public operations (sign-up, sign-in,
     introspection) still work, and anything else answers UNAUTHENTICATED with the reason.

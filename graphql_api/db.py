@@ -406,8 +406,14 @@ class RequestDb:
         return self._connection
 
     async def close(self) -> None:
-        """Give the connection back (an open read transaction is rolled back)."""
+        """End the request's use of the database: give the connection back, refuse what
+        comes after."""
         self._closed = True
+        await self.release()
+
+    async def release(self) -> None:
+        """Give the connection back for now (an open read transaction is rolled back): the
+        next call takes one again."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
             _forget_counter(connection)

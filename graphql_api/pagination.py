@@ -148,13 +148,21 @@ class Page:
     by position (the sort keys and bookkeeping columns after them)."""
 
     rows: list[Record]
-    cursors: list[str]
     has_next: bool
     has_previous: bool
+    ordering: Ordering | None = None  # how the rows' cursors are made (None: no rows)
+    keys: slice | None = None  # where a row's sort keys are
 
     @staticmethod
     def empty() -> Page:
-        return Page([], [], has_next=False, has_previous=False)
+        return Page([], has_next=False, has_previous=False)
+
+    def cursor(self, index: int) -> str:
+        """The cursor of row `index`: made when asked for (a client that reads `nodes` never
+        asks), from the row's sort keys."""
+        assert self.ordering is not None
+        assert self.keys is not None
+        return self.ordering.encode_cursor(self.rows[index][self.keys])
 
 
 @dataclass(frozen=True)
@@ -237,12 +245,10 @@ def _to_page(rows: list[Record], ordering: Ordering, page: PageArgs, keys_end: i
     rows = rows[: page.size]
     if page.backward:
         rows.reverse()
-    start = keys_end - len(ordering.keys)
-    stop = keys_end or None
-    cursors = [ordering.encode_cursor(row[start:stop]) for row in rows]
+    keys = slice(keys_end - len(ordering.keys), keys_end or None)
     if page.backward:
-        return Page(rows, cursors, has_next=page.before is not None, has_previous=more)
-    return Page(rows, cursors, has_next=more, has_previous=page.after is not None)
+        return Page(rows, page.before is not None, more, ordering, keys)
+    return Page(rows, more, page.after is not None, ordering, keys)
 
 
 def fetch_page(conn: Connection, query: Query, ordering: Ordering, page: PageArgs) -> Page:

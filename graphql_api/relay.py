@@ -82,19 +82,25 @@ class PageInfo:
         description="Items precede this page. Paging forward, true whenever `after` was given."
     )
     start_cursor: str | None = strawberry.field(
-        description="Cursor of the first item of the page; null when the page is empty."
+        resolver=lambda root: root.page.cursor(0) if root.page.rows else None,
+        description="Cursor of the first item of the page; null when the page is empty.",
     )
     end_cursor: str | None = strawberry.field(
-        description="Cursor of the last item of the page; null when the page is empty."
+        resolver=lambda root: root.page.cursor(-1) if root.page.rows else None,
+        description="Cursor of the last item of the page; null when the page is empty.",
     )
+    page: strawberry.Private[Page]  # cursors are made when asked for
 
 
 @strawberry.type(description="An item of a connection with its cursor.")
 class Edge(Generic[T]):
     cursor: str = strawberry.field(
-        description="Opaque position of this item; pass it as `after` or `before`."
+        resolver=lambda root: root.page.cursor(root.index),
+        description="Opaque position of this item; pass it as `after` or `before`.",
     )
     node: T = strawberry.field(description="The item.")
+    page: strawberry.Private[Page]  # the cursor is made when asked for
+    index: strawberry.Private[int]  # of the item in its page
 
 
 async def total_counts(connections: Sequence[Connection[T]], context: object) -> list[object]:
@@ -120,13 +126,17 @@ async def total_counts(connections: Sequence[Connection[T]], context: object) ->
 
 @strawberry.type(description="A page of a list, with cursors to fetch the pages around it (Relay).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="The items of this page with cursors.")
+    edges: list[Edge[T]] = strawberry.field(
+        resolver=lambda root: [
+            Edge(page=root.page, index=index, node=node) for index, node in enumerate(root.nodes)
+        ],
+        description="The items of this page with cursors.",
+    )
     page_info: PageInfo = strawberry.field(description="Whether there are more pages.")
+    nodes: list[T] = strawberry.field(description="The items of this page, without cursors.")
+    # Edges and cursors are made when asked for: many clients read `nodes` only.
+    page: strawberry.Private[Page]
     count: strawberry.Private[Callable[[], Awaitable[int]]]
-
-    @strawberry.field(description="The items of this page, without cursors.")
-    def nodes(self) -> list[T]:
-        return [edge.node for edge in self.edges]
 
     @strawberry.field(description="How many items the whole list holds, across all pages.")
     @batched(total_counts)
@@ -138,14 +148,9 @@ def to_connection(
     page: Page, make: Callable[[Record], T], count: Callable[[], Awaitable[int]]
 ) -> Connection[T]:
     """A connection from a data-layer page; `count` runs only if `totalCount` is asked."""
-    edges = [Edge(cursor=c, node=make(row)) for row, c in zip(page.rows, page.cursors, strict=True)]
-    info = PageInfo(
-        has_next_page=page.has_next,
-        has_previous_page=page.has_previous,
-        start_cursor=page.cursors[0] if page.cursors else None,
-        end_cursor=page.cursors[-1] if page.cursors else None,
-    )
-    return Connection(edges=edges, page_info=info, count=count)
+    info = PageInfo(has_next_page=page.has_next, has_previous_page=page.has_previous, page=page)
+    nodes = [make(row) for row in page.rows]
+    return Connection(page=page, page_info=info, nodes=nodes, count=count)
 
 
 First = Annotated[

@@ -14,6 +14,8 @@ A request may name a persisted document instead of sending its text (`documentId
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
 from typing import Any
 
@@ -24,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.fastapi import GraphQLRouter
+from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
@@ -147,17 +149,27 @@ def request_error_status(result: ExecutionResult) -> int | None:
     return next((_REQUEST_ERROR_STATUS[c] for c in codes if c in _REQUEST_ERROR_STATUS), 400)
 
 
-class GraphQLHttpRouter(GraphQLRouter[object, None]):
-    """Strawberry's FastAPI router with the transport rules above; answers with orjson."""
+RequestContext = Callable[[Request], AbstractAsyncContextManager[object]]
+"""Opens a request's context (`graphql_api.context.request_context`) and closes it after."""
+
+
+class GraphQLEndpoint(GraphQL[object, None]):
+    """Strawberry's ASGI view with the transport rules above; answers with orjson.
+
+    A plain ASGI endpoint rather than Strawberry's FastAPI router: the router resolves the
+    context through FastAPI's dependency injection on every request, which cost more CPU than
+    everything else FastAPI does for it (docs/benchmarks.md)."""
 
     def __init__(
         self,
         *args: Any,
+        request_context: RequestContext,
         max_tokens: int,
         persisted: PersistedDocuments | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.request_context = request_context
         self.max_tokens = max_tokens
         self.persisted = persisted
 
@@ -177,9 +189,13 @@ class GraphQLHttpRouter(GraphQLRouter[object, None]):
             return await super().run(request, context, root_value)
         media_type = negotiate(request.headers.get("accept"))
         try:
-            response = await super().run(request, context, root_value)
+            async with self.request_context(request) as opened:
+                response = await super().run(request, opened, root_value)
         except HTTPException as exc:  # Strawberry's own answer would be plain text
-            return error_response(exc.status_code, exc.reason, media_type or JSON)
+            answer = error_response(exc.status_code, exc.reason, media_type or JSON)
+            if exc.status_code == 405:
+                answer.headers["allow"] = "GET, POST"
+            return answer
         except PersistedDocumentRefused as exc:
             refusal = 400 if exc.request_error and media_type == GRAPHQL_RESPONSE else 200
             return Response(

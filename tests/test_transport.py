@@ -29,6 +29,13 @@ async def test_the_server_still_answers_after_malformed_requests(api: Api) -> No
     assert (await api.execute("{ __typename }")).ok() == {"__typename": "Query"}
 
 
+async def test_an_unsupported_method_names_the_allowed_ones(api: Api) -> None:
+    response = await api.client.request("PUT", "/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"  # RFC 9110: a 405 lists what is allowed
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 async def test_size_limits_follow_the_settings_at_their_boundary(backend: Backend) -> None:
     settings = make_settings(
         backend.app_url, max_body_bytes=2048, max_header_bytes=2048, max_header_field_bytes=1024

@@ -84,7 +84,7 @@ async def _check_own_password(
         return CheckedPassword(None, None)
     assert password is not None
     if delay := throttle.slowdown(settings, email_count - 1):
-        await context.db.close()  # no pooled connection held while waiting
+        await context.db.release()  # no pooled connection held while waiting
         await asyncio.sleep(delay)
     if not await context.services.passwords.verify_async(row["password_hash"], password):
         raise BadUserInput(f"`{field}`: wrong password.", field=field)
@@ -134,7 +134,7 @@ class UserMutations:
         )
         row = await context.db.read_public(users.find_user_by_email, email)
         if delay := throttle.slowdown(settings, email_count - 1):
-            await context.db.close()  # no pooled connection held while waiting
+            await context.db.release()  # no pooled connection held while waiting
             await asyncio.sleep(delay)
         password_hash = row["password_hash"] if row is not None else None
         verified = await context.services.passwords.verify_async(password_hash, input.password)
