@@ -152,6 +152,7 @@ class Page:
     has_previous: bool
     ordering: Ordering | None = None  # how the rows' cursors are made (None: no rows)
     keys: slice | None = None  # where a row's sort keys are
+    total: int | None = None  # rows in the whole list, when the page's statement counted them
 
     @staticmethod
     def empty() -> Page:
@@ -238,7 +239,9 @@ def _plan(ordering: Ordering, page: PageArgs) -> _Plan:
     return _Plan(walk, shape, lambda: [part() for part in parts], params)
 
 
-def _to_page(rows: list[Record], ordering: Ordering, page: PageArgs, keys_end: int) -> Page:
+def _to_page(
+    rows: list[Record], ordering: Ordering, page: PageArgs, keys_end: int, total: int | None = None
+) -> Page:
     """A page from the rows read (one more than the page, if there are more); the sort keys
     of each row end at column `keys_end` (counted from the end)."""
     more = len(rows) > page.size
@@ -247,8 +250,8 @@ def _to_page(rows: list[Record], ordering: Ordering, page: PageArgs, keys_end: i
         rows.reverse()
     keys = slice(keys_end - len(ordering.keys), keys_end or None)
     if page.backward:
-        return Page(rows, page.before is not None, more, ordering, keys)
-    return Page(rows, more, page.after is not None, ordering, keys)
+        return Page(rows, page.before is not None, more, ordering, keys, total)
+    return Page(rows, more, page.after is not None, ordering, keys, total)
 
 
 def fetch_page(conn: Connection, query: Query, ordering: Ordering, page: PageArgs) -> Page:
@@ -281,17 +284,26 @@ def fetch_pages(
     parent_ids: Iterable[Any],
 ) -> dict[Any, Page]:
     """The same page of `query` for each parent at once: one statement with a window function.
-    `parent` must be part of `query.key`'s shape (it is a column of the statement)."""
+    `parent` must be part of `query.key`'s shape (it is a column of the statement).
+
+    A page without a cursor also counts its parent's whole list (`Page.total`, a second
+    window over rows the statement reads anyway), so `totalCount` costs no statement of its
+    own; past a cursor the statement does not see the whole list, and the count is left to
+    the caller."""
     parent_ids = list(parent_ids)
     if page.size == 0 or not parent_ids:
         return {parent_id: Page.empty() for parent_id in parent_ids}
     plan = _plan(ordering, page)
+    counted = page.after is None and page.before is None
 
     def build() -> Select[Any]:
         position = sa.func.row_number().over(partition_by=parent, order_by=plan.order_by())
+        columns = [parent.label("_parent"), position.label("_rn")]
+        if counted:
+            columns.append(sa.func.count().over(partition_by=parent).label("_total"))
         ranked = (
             query.build()
-            .add_columns(*plan.key_columns(), parent.label("_parent"), position.label("_rn"))
+            .add_columns(*plan.key_columns(), *columns)
             .where(parent.in_(sa.bindparam("_parents", expanding=True)), *plan.conditions())
             .subquery()
         )
@@ -300,10 +312,17 @@ def fetch_pages(
         )
 
     statement = STATEMENTS.get(("pages", query.key, plan.shape), build)
+    keys_end = -3 if counted else -2  # the parent, the position, (the count)
     grouped: dict[Any, list[Record]] = {parent_id: [] for parent_id in parent_ids}
     for row in statement.run(conn, **query.params, **plan.params, _parents=parent_ids):
-        grouped[row[-2]].append(row)
+        grouped[row[keys_end]].append(row)
     return {
-        parent_id: _to_page(rows, ordering, page, keys_end=-2)
+        parent_id: _to_page(
+            rows,
+            ordering,
+            page,
+            keys_end,
+            total=(rows[0][-1] if rows else 0) if counted else None,
+        )
         for parent_id, rows in grouped.items()
     }

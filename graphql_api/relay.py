@@ -8,6 +8,7 @@ import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Generic, TypeVar
 
 import strawberry
@@ -144,10 +145,20 @@ class Connection(Generic[T]):
         return await self.count()
 
 
+def _known(total: int) -> asyncio.Future[int]:
+    """A count known already, as a settled future (what a dataloader's `load` answers)."""
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    future.set_result(total)
+    return future
+
+
 def to_connection(
     page: Page, make: Callable[[Record], T], count: Callable[[], Awaitable[int]]
 ) -> Connection[T]:
-    """A connection from a data-layer page; `count` runs only if `totalCount` is asked."""
+    """A connection from a data-layer page; `count` runs only if `totalCount` is asked, and
+    not at all when the page's statement counted the list."""
+    if page.total is not None:
+        count = partial(_known, page.total)
     info = PageInfo(has_next_page=page.has_next, has_previous_page=page.has_previous, page=page)
     nodes = [make(row) for row in page.rows]
     return Connection(page=page, page_info=info, nodes=nodes, count=count)

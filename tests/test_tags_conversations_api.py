@@ -125,6 +125,36 @@ async def test_tag_tasks_paginate_per_tag(api: Api, user: Account) -> None:
     assert busy_next["pageInfo"]["hasPreviousPage"] is True
 
 
+async def test_nested_counts_agree_however_the_page_is_asked(api: Api, user: Account) -> None:
+    """A first page counts its list in its own statement; past a cursor a count statement
+    does: both must count the live tasks only, for every tag, whichever end is paged."""
+    busy, _empty = [await create_tag(api, user, name=n) for n in ("a-busy", "b-empty")]
+    ids = [
+        (
+            await api.execute(
+                'mutation($t: [ID!]!) { createTask(input: {title: "t", tagIds: $t}) { id } }',
+                {"t": [busy["id"]]},
+                as_user=user,
+            )
+        ).ok()["createTask"]["id"]
+        for _ in range(4)
+    ]
+    await api.execute(
+        "mutation($id: ID!) { deleteTask(id: $id) { id } }", {"id": ids[0]}, as_user=user
+    )
+
+    def counts(answer: dict[str, Any]) -> dict[str, int]:
+        edges = answer["tags"]["edges"]
+        return {e["node"]["name"]: e["node"]["tasks"]["totalCount"] for e in edges}
+
+    first = (await api.execute(TAG_TASKS, {"first": 2}, as_user=user)).ok()
+    last = (await api.execute(TAG_TASKS, {"last": 1}, as_user=user)).ok()
+    cursor = first["tags"]["edges"][0]["node"]["tasks"]["pageInfo"]["endCursor"]
+    after = (await api.execute(TAG_TASKS, {"first": 2, "after": cursor}, as_user=user)).ok()
+    expected = {"a-busy": 3, "b-empty": 0}
+    assert counts(first) == counts(last) == counts(after) == expected
+
+
 async def test_a_deleted_tag_leaves_its_tasks(api: Api, user: Account) -> None:
     tag = await create_tag(api, user)
     task = (
