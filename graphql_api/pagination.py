@@ -254,24 +254,33 @@ def _to_page(
     return Page(rows, more, page.after is not None, ordering, keys, total)
 
 
-def fetch_page(conn: Connection, query: Query, ordering: Ordering, page: PageArgs) -> Page:
-    """One page of `query` in `ordering`: one statement."""
+def fetch_page(
+    conn: Connection, query: Query, ordering: Ordering, page: PageArgs, *, counted: bool = False
+) -> Page:
+    """One page of `query` in `ordering`: one statement. `counted`: the statement also counts
+    the whole list (`Page.total`; a scalar subquery, so an index-only count as on its own)."""
     if page.size == 0:
         return Page.empty()
     plan = _plan(ordering, page)
 
     def build() -> Select[Any]:
+        select = query.build().add_columns(*plan.key_columns())
+        if counted:
+            whole = sa.select(sa.func.count()).select_from(query.build().subquery())
+            select = select.add_columns(whole.scalar_subquery().label("_total"))
         return (
-            query.build()
-            .add_columns(*plan.key_columns())
-            .where(*plan.conditions())
+            select.where(*plan.conditions())
             .order_by(*plan.order_by())
             .limit(sa.bindparam("_limit"))
         )
 
-    statement = STATEMENTS.get(("page", query.key, plan.shape), build)
+    statement = STATEMENTS.get(("page", query.key, plan.shape, counted), build)
     rows = statement.run(conn, **query.params, **plan.params)
-    return _to_page(rows, ordering, page, keys_end=0)
+    if not counted:
+        return _to_page(rows, ordering, page, keys_end=0)
+    # An empty page past a cursor tells nothing of the list; an empty first page, that it is.
+    total = rows[0][-1] if rows else (0 if page.after is None and page.before is None else None)
+    return _to_page(rows, ordering, page, keys_end=-1, total=total)
 
 
 def fetch_pages(

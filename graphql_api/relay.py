@@ -9,9 +9,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
+from graphql import (
+    BooleanValueNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionNode,
+    SelectionSetNode,
+    VariableNode,
+)
 
 from graphql_api.compiled.batch import batched
 from graphql_api.errors import NotFound
@@ -143,6 +153,57 @@ class Connection(Generic[T]):
     @batched(total_counts)
     async def total_count(self) -> int:
         return await self.count()
+
+
+def selects_total_count(info: strawberry.Info[Any, Any]) -> bool:
+    """Whether the connection a resolver returns is asked for `totalCount` (at its first
+    level, `@skip`/`@include` applied, fragments followed): then its page's statement counts
+    the list too, instead of a statement of its own after it."""
+    raw = info._raw_info  # graphql-core's info, or the compiled executor's look-alike
+    variables = info.variable_values
+    fragments = raw.fragments
+    return any(
+        _selects(node.selection_set, "totalCount", fragments, variables) for node in raw.field_nodes
+    )
+
+
+def _selects(
+    selection_set: SelectionSetNode | None,
+    name: str,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> bool:
+    for selection in selection_set.selections if selection_set else ():
+        if not _included(selection, variables):
+            continue
+        if isinstance(selection, FieldNode):
+            if selection.name.value == name:
+                return True
+            continue
+        if isinstance(selection, FragmentSpreadNode):
+            fragment: InlineFragmentNode | FragmentDefinitionNode = fragments[selection.name.value]
+        else:
+            assert isinstance(selection, InlineFragmentNode)
+            fragment = selection
+        if _selects(fragment.selection_set, name, fragments, variables):
+            return True
+    return False
+
+
+def _included(node: SelectionNode, variables: dict[str, Any]) -> bool:
+    """`@skip(if:)` and `@include(if:)` of a validated document (a Boolean! literal or
+    variable each)."""
+    for directive in node.directives or ():
+        skip = directive.name.value == "skip"
+        if skip or directive.name.value == "include":
+            value = directive.arguments[0].value if directive.arguments else None
+            if isinstance(value, VariableNode):
+                condition = variables.get(value.name.value)
+            else:
+                condition = isinstance(value, BooleanValueNode) and value.value
+            if skip == bool(condition):
+                return False
+    return True
 
 
 def _known(total: int) -> asyncio.Future[int]:

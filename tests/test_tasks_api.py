@@ -507,3 +507,42 @@ async def test_unknown_or_malformed_ids_look_up_null_and_act_not_found(
     )
     assert action.data == {"deleteTask": None}
     assert action.codes == ["NOT_FOUND"]
+
+
+COUNTED = [
+    # (document, variables, totalCount expected (None: not asked), statements after the check)
+    ("{ tasks { totalCount } }", {}, 3, 1),
+    ("query($c: Boolean!) { tasks { totalCount @include(if: $c) } }", {"c": True}, 3, 1),
+    ("query($c: Boolean!) { tasks { totalCount @include(if: $c) } }", {"c": False}, None, 1),
+    ("{ tasks { totalCount @skip(if: true) edges { cursor } } }", {}, None, 1),
+    ("{ tasks { ...C } } fragment C on TaskConnection { totalCount }", {}, 3, 1),
+    ("{ tasks { ... on TaskConnection { totalCount } } }", {}, 3, 1),
+    ("{ tasks(filter: {completed: true}) { totalCount } }", {}, 1, 1),
+    ('{ tasks(filter: {search: "zzz"}) { totalCount } }', {}, 0, 1),
+    ("query($a: String) { tasks(after: $a) { totalCount } }", "past the end", 3, 2),
+]
+
+
+@pytest.mark.parametrize(("document", "variables", "total", "statements"), COUNTED)
+async def test_a_page_counts_its_list_only_when_asked_and_alike_however_asked(
+    api: Api,
+    user: Account,
+    document: str,
+    variables: dict[str, Any] | str,
+    total: int | None,
+    statements: int,
+) -> None:
+    """`totalCount` is counted by the page's own statement when selected (through fragments,
+    `@include`/`@skip` applied): the same number as a count of its own, which an empty page
+    past a cursor still needs."""
+    for index in range(3):
+        await create_task(api, user, title=f"t{index}", completed=index == 0)
+    if variables == "past the end":
+        last = (await api.execute(LIST, {"first": 3}, as_user=user)).ok()["tasks"]
+        variables = {"a": last["pageInfo"]["endCursor"]}
+    assert isinstance(variables, dict)
+    await api.execute("{ me { id } }", as_user=user)  # the user check is paid once per request
+    with api.count_statements() as counter:
+        data = (await api.execute(document, variables, as_user=user)).ok()["tasks"]
+    assert data.get("totalCount") == total
+    assert counter.count == 1 + statements, counter.statements

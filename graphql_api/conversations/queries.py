@@ -17,6 +17,7 @@ from graphql_api.relay import (
     First,
     Last,
     page_args,
+    selects_total_count,
     to_connection,
 )
 
@@ -47,7 +48,8 @@ async def resolve_conversations(
     page = page_args(first, after, last, before)
     deleted = filter is not None and filter.deleted
     db = info.context.db
-    result = await db.read(conversations.list_conversations, page, deleted=deleted)
+    counted = selects_total_count(info)
+    result = await db.read(conversations.list_conversations, page, deleted=deleted, counted=counted)
 
     async def count() -> int:
         return await db.read(conversations.count_conversations, deleted=deleted)

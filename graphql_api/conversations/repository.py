@@ -90,14 +90,15 @@ def _trashed_conversations() -> sa.Select[Any]:
 
 
 def list_conversations(
-    conn: Connection, user_id: str, page: PageArgs, *, deleted: bool = False
+    conn: Connection, user_id: str, page: PageArgs, *, deleted: bool = False, counted: bool = False
 ) -> Page:
-    """Live conversations (with `deleted`, the trash), the most recently active first."""
+    """Live conversations (with `deleted`, the trash), the most recently active first;
+    `counted`: with their number (`Page.total`)."""
     if deleted:
         query = Query("conversations:trash", _trashed_conversations, {"user_id": user_id})
     else:
         query = Query("conversations", _conversations, {"user_id": user_id})
-    return fetch_page(conn, query, CONVERSATION_ORDERING, page)
+    return fetch_page(conn, query, CONVERSATION_ORDERING, page, counted=counted)
 
 
 _COUNT = Statement(

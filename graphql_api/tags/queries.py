@@ -15,6 +15,7 @@ from graphql_api.relay import (
     First,
     Last,
     page_args,
+    selects_total_count,
     to_connection,
 )
 from graphql_api.tags import repository as tags
@@ -49,7 +50,8 @@ async def resolve_tags(
     page = page_args(first, after, last, before)
     deleted = filter is not None and filter.deleted
     db = info.context.db
-    result = await db.read(tags.list_tags, search, page, deleted=deleted)
+    counted = selects_total_count(info)
+    result = await db.read(tags.list_tags, search, page, deleted=deleted, counted=counted)
 
     async def count() -> int:
         return await db.read(tags.count_tags, search, deleted=deleted)

@@ -82,16 +82,23 @@ def _search_params(user_id: str, search: str | None) -> dict[str, Any]:
 
 
 def list_tags(
-    conn: Connection, user_id: str, search: str | None, page: PageArgs, *, deleted: bool = False
+    conn: Connection,
+    user_id: str,
+    search: str | None,
+    page: PageArgs,
+    *,
+    deleted: bool = False,
+    counted: bool = False,
 ) -> Page:
-    """Live tags (with `deleted`, the trash) ordered by name (ignoring case)."""
+    """Live tags (with `deleted`, the trash) ordered by name (ignoring case); `counted`: with
+    their number (`Page.total`)."""
     searching = bool(search)
     query = Query(
         ("tags", searching, deleted),
         lambda: sa.select(TAGS).where(*_search(searching, deleted)),
         _search_params(user_id, search),
     )
-    return fetch_page(conn, query, TAG_ORDERING, page)
+    return fetch_page(conn, query, TAG_ORDERING, page, counted=counted)
 
 
 _COUNTS = Statements()

@@ -19,6 +19,7 @@ from graphql_api.relay import (
     Last,
     decode_uuids,
     page_args,
+    selects_total_count,
     to_connection,
 )
 from graphql_api.tasks import repository as tasks
@@ -109,7 +110,8 @@ async def resolve_tasks(
     ordering = tasks.task_ordering([order.to_order() for order in order_by or []])
     page = page_args(first, after, last, before)
     db = info.context.db
-    result = await db.read(tasks.list_tasks, task_filter, ordering, page)
+    counted = selects_total_count(info)
+    result = await db.read(tasks.list_tasks, task_filter, ordering, page, counted=counted)
 
     async def count() -> int:
         return await db.read(tasks.count_tasks, task_filter)

@@ -209,8 +209,11 @@ def list_tasks(
     task_filter: TaskFilter,
     ordering: Ordering,
     page: PageArgs,
+    *,
+    counted: bool = False,
 ) -> Page:
-    return fetch_page(conn, task_query(user_id, task_filter), ordering, page)
+    """The tasks that pass `task_filter`, a page of them; `counted`: with their number."""
+    return fetch_page(conn, task_query(user_id, task_filter), ordering, page, counted=counted)
 
 
 _COUNTS = Statements()
