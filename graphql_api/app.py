@@ -142,15 +142,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz() -> JSONResponse:
         """The database answers."""
 
-        def ping() -> None:
-            with services.database.engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
+        def ping(connection: sa.Connection) -> None:
+            connection.execute(sa.text("SELECT 1"))
 
+        # As a request reaches it: a pooled connection that died with a database restart is
+        # replaced, not reported as "not ready".
+        db = services.database.request(None)
         try:
-            await services.database.run(ping)
+            await db.read_public(ping)
         except Exception:  # any failure means "not ready"; the reason goes to the log
             logging.getLogger(__name__).exception("Readiness check failed")
             return JSONResponse({"status": "unavailable"}, status_code=503)
+        finally:
+            await db.close()
         return JSONResponse({"status": "ok"})
 
     if settings.metrics:

@@ -189,7 +189,9 @@ def provision_user(conn: Connection, issuer: str, subject: str, email: str | Non
         created_at=now,
         updated_at=now,
     )
-    conn.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+    # No conflict target: a concurrent first request may collide on the id or on (issuer,
+    # subject), whichever unique index PostgreSQL checks first; both mean "already there".
+    conn.execute(statement.on_conflict_do_nothing())
 
 
 def create_user(
