@@ -93,6 +93,7 @@ def create_async_request_engine(settings: Settings) -> AsyncEngine:
     sslmode = query.pop("sslmode", None)  # libpq's name; asyncpg takes the same values as `ssl`
     if sslmode is not None and sslmode != "disable":
         query["ssl"] = sslmode
+    query.pop("channel_binding", None)  # libpq only (Neon's URLs carry it); asyncpg negotiates
     return create_async_engine(
         url.set(query=query),
         pool_size=settings.db_pool_size,
@@ -296,7 +297,9 @@ class RequestDb:
                 # must not open a connection that nothing would give back.
                 raise RequestEnded("The request has ended: its database handle is closed.")
             work = asyncio.ensure_future(
-                self._database.run(functools.partial(self._call_in_thread, call, user_id, write))
+                self._database.run(
+                    functools.partial(self._call_on_connection, call, user_id, write)
+                )
             )
             try:
                 return await asyncio.shield(work)
@@ -308,7 +311,7 @@ class RequestDb:
                 await _finished(work)
                 raise
 
-    def _call_in_thread(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
+    def _call_on_connection(self, call: Callable[..., T], user_id: str | None, write: bool) -> T:
         """Run `call`, once more on a fresh connection if the pooled one turns out to be dead
         (a database restart) and nothing could have been written yet."""
         for attempt in (1, 2):

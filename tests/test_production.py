@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from graphql_api.app import create_app
+from graphql_api.db import create_async_request_engine
+from graphql_api.settings import Settings
 from tests.conftest import Backend, make_settings
 from tests.helpers import Api, serve
 
@@ -101,3 +103,12 @@ def test_production_refuses_to_start_without_a_way_to_verify_tokens(backend: Bac
             jwt_jwks_url="http://127.0.0.1:9/jwks.json",
         )
     )
+
+
+def test_a_libpq_url_reaches_asyncpg_with_its_tls_settings() -> None:
+    """Hosted PostgreSQL URLs (Neon's) carry libpq's `sslmode` and `channel_binding`: the
+    request path's asyncpg engine takes the first as `ssl` and leaves the second (libpq only)."""
+    url = "postgresql+psycopg2://app@db.example.com/app?sslmode=require&channel_binding=require"
+    engine = create_async_request_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    assert engine.url.drivername == "postgresql+asyncpg"
+    assert dict(engine.url.query) == {"ssl": "require"}
