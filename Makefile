@@ -23,7 +23,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/graphql-api migrate
 	$(BIN)/graphql-api seed --demo
-	@echo "\nGraphiQL: http://$(HOST):$(PORT)/graphql\n"
+	@echo "\nGraphiQL: http://$(HOST):$(PORT)/graphql"
+	@echo "A blank page without internet access? GraphiQL's scripts come from unpkg.com; to serve them from here:"
+	@echo "  $(BIN)/graphql-api graphiql-assets graphiql-assets && GRAPHIQL_ASSETS_DIR=graphiql-assets make run\n"
 	$(BIN)/graphql-api serve --no-migrate --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev

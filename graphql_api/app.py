@@ -24,17 +24,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, request_context
 from graphql_api.db import Database
+from graphql_api.graphiql_assets import (
+    GRAPHIQL_ASSETS_PATH,
+    GRAPHIQL_CDN,
+    log_where_graphiql_loads_from,
+)
 from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.persisted import PersistedDocuments
 from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
-from graphql_api.transport import (
-    GRAPHIQL_ASSETS_PATH,
-    GRAPHIQL_CDN,
-    GraphQLEndpoint,
-    TransportLimits,
-    error_response,
-)
+from graphql_api.transport import GraphQLEndpoint, TransportLimits, error_response
 
 REQUEST_ID_HEADER = "x-request-id"
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
@@ -129,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # An ASGI app as the endpoint: Starlette hands it every method; it answers 405 itself.
     app.router.routes.append(Route("/graphql", endpoint))
+    log_where_graphiql_loads_from(settings)
     if settings.graphiql_assets_dir is not None:
         assets = StaticFiles(directory=settings.graphiql_assets_dir, follow_symlink=True)
         app.mount(GRAPHIQL_ASSETS_PATH, assets, name="graphiql-assets")

@@ -1,4 +1,5 @@
-"""`graphql-api`: serve, migrate, token, seed, purge, export-schema, schema-diff."""
+"""`graphql-api`: serve, migrate, token, seed, purge, export-schema, schema-diff,
+graphiql-assets."""
 
 from __future__ import annotations
 
@@ -158,6 +159,21 @@ def _schema_diff(args: argparse.Namespace, _: Settings) -> None:
         raise SystemExit(1)
 
 
+def _graphiql_assets(args: argparse.Namespace, _: Settings) -> None:
+    from graphql_api.graphiql_assets import AssetsError, fetch_graphiql_assets
+
+    directory = Path(args.directory).resolve()
+    try:
+        fetched = fetch_graphiql_assets(directory)
+    except AssetsError as exc:
+        raise SystemExit(str(exc)) from None
+    for package in fetched:
+        print(f"fetched {package.folder}")
+    if not fetched:
+        print(f"{directory} has GraphiQL's packages already")
+    print(f"Serve GraphiQL's scripts from this server: GRAPHIQL_ASSETS_DIR={directory}")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -209,6 +225,17 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("--schema", default=str(PROJECT_ROOT / "schema.graphql"))
     diff.add_argument("--strict", action="store_true", help="exit 1 on breaking changes")
     diff.set_defaults(run=_schema_diff)
+
+    assets = commands.add_parser(
+        "graphiql-assets",
+        help="fetch GraphiQL's scripts into DIR, for GRAPHIQL_ASSETS_DIR (no internet needed then)",
+        description="Fetch with npm the packages GraphiQL's page loads from unpkg.com, at the "
+        "versions it names, into DIR (laid out like unpkg.com); with GRAPHIQL_ASSETS_DIR=DIR the "
+        "server serves them itself, so GraphiQL works on a machine without internet access. "
+        "Packages DIR has already are kept.",
+    )
+    assets.add_argument("directory", metavar="DIR")
+    assets.set_defaults(run=_graphiql_assets)
     return root
 
 

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     graphiql_assets_dir: str | None = Field(
         None,
         description="Serve GraphiQL's scripts from this folder (laid out like unpkg.com: "
-        "`graphiql@3.8.3/...`) instead of unpkg.com, for machines without internet access.",
+        "`graphiql@3.8.3/...`) instead of unpkg.com, for machines without internet access; "
+        "`graphql-api graphiql-assets DIR` fills it.",
     )
     introspection: bool = Field(
         True, description="Answer introspection (client code generators need it)."

@@ -41,9 +41,6 @@ MAX_JSON_DEPTH = 32
 """Deepest nesting of a request's JSON. The schema's inputs need 4; graphql-core and our own
 walks over variables recurse, and 1,000 levels exhausted Python's stack (a masked 500)."""
 
-GRAPHIQL_CDN = "https://unpkg.com"
-GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
-
 # Statuses of request errors (no execution) answered as application/graphql-response+json.
 _REQUEST_ERROR_STATUS = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
 

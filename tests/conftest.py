@@ -21,10 +21,14 @@ from sqlmodel import SQLModel
 from graphql_api.cli import migrate
 from graphql_api.settings import Settings
 from tests.helpers import Api, serve
+from tests.tools import require_npm, require_test_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 JWT_SECRET = "test-secret-" + "x" * 40
+POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+"""For tests of what only PostgreSQL has (row-level security, its server's faults): without
+TEST_DATABASE_URL they skip, saying so (and fail under CI)."""
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -119,10 +123,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         path = tmp_path / "test.db"
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         return Backend("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
+    require_test_database(TEST_DATABASE_URL)
     url = request.getfixturevalue("_postgresql_migrated")
     _truncate_all(url)
     app_url = sa.make_url(url).set(username=APP_ROLE, password=None)
     return Backend("postgresql", url, app_url.render_as_string(hide_password=False))
+
+
+@pytest.fixture
+def needs_npm() -> None:
+    """For a test that runs Node.js tools: skipped (under CI: failed) without them."""
+    require_npm()
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -94,24 +92,13 @@ def sign_up(base: str, email: str) -> str:
     return token
 
 
-def npm_available() -> bool:
-    return shutil.which("npm") is not None and shutil.which("node") is not None
-
-
-def npm_install(name: str, packages: list[str]) -> Path:
-    """`npm install` into tests/.work/<name> (not committed; reused while `packages` stay)."""
-    folder = NODE_WORK / name
-    wanted = json.dumps(sorted(packages))
-    marker = folder / ".installed"
-    if not marker.exists() or marker.read_text() != wanted:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "package.json").write_text('{"private": true}')
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
-            cwd=folder,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-        marker.write_text(wanted)
-    return folder
+def graphiql_assets(directory: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`graphql-api graphiql-assets DIR`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "graphql_api.cli", "graphiql-assets", str(directory)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

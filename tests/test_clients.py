@@ -21,6 +21,7 @@ from graphql import OperationDefinitionNode, build_schema, parse, validate
 
 from graphql_api.cli import PROJECT_ROOT, schema_changes
 from tests import live
+from tests.tools import require_npm
 
 EXAMPLES = PROJECT_ROOT / "examples"
 TYPESCRIPT = EXAMPLES / "typescript"
@@ -130,8 +131,7 @@ def run(command: list[str], cwd: Path, timeout: float = 300, **env: str) -> str:
 @pytest.fixture(scope="module")
 def typescript_tools() -> Path:
     """`npm ci` of examples/typescript's lockfile into tests/.work (reused while it is unchanged)."""
-    if not live.npm_available():
-        pytest.skip("Node.js and npm are needed for GraphQL Code Generator and tsc")
+    require_npm()  # GraphQL Code Generator and tsc run on Node.js
     folder = live.NODE_WORK / "typescript-client"
     manifests = [(TYPESCRIPT / name).read_bytes() for name in ("package.json", "package-lock.json")]
     wanted = hashlib.sha256(b"\0".join(manifests)).hexdigest()

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from graphql_api.settings import Settings
 from tests import live
 from tests.conftest import Backend, make_settings
 from tests.helpers import serve
-from tests.test_graphiql import CHROMIUM, CHROMIUM_ARGS
+from tests.tools import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 PREFLIGHT = {
     "Access-Control-Request-Method": "POST",
@@ -129,9 +126,7 @@ def _page_text(url: str) -> str:
 
 
 def test_a_browser_app_on_an_allowed_origin_works_and_another_cannot(tmp_path: Path) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("needs Debian's chromium package (.ci/run installs it)")
-    pytest.importorskip("playwright")
+    require_chromium()
     with _page_server(tmp_path / "pages") as allowed, _page_server(tmp_path / "other") as other:
         database = f"sqlite:///{tmp_path / 'api.db'}"
         with live.running_server(

@@ -18,12 +18,9 @@ from graphql_api.db import Database, RequestEnded
 from graphql_api.errors import ServiceUnavailable
 from graphql_api.models import TASKS
 from tests import live, pgcluster
-from tests.conftest import BACKENDS, Backend, make_settings
+from tests.conftest import POSTGRESQL_ONLY, Backend, make_settings
 from tests.helpers import serve
-
-postgresql_only = pytest.mark.parametrize(
-    "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
-)
+from tests.tools import require_postgresql_server
 
 
 async def test_a_cancelled_read_keeps_the_connection_until_its_thread_is_done(
@@ -67,7 +64,7 @@ async def test_a_read_after_the_request_ended_opens_no_connection(backend: Backe
     await database.dispose()
 
 
-@postgresql_only
+@POSTGRESQL_ONLY
 async def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
     database = Database(make_settings(backend.app_url))
     names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
@@ -86,7 +83,7 @@ async def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
     }
 
 
-@postgresql_only
+@POSTGRESQL_ONLY
 async def test_a_statement_past_its_timeout_is_service_unavailable(backend: Backend) -> None:
     database = Database(make_settings(backend.app_url, db_statement_timeout_ms=200))
     request = database.request(None)
@@ -100,7 +97,7 @@ async def test_a_statement_past_its_timeout_is_service_unavailable(backend: Back
         await database.dispose()
 
 
-@postgresql_only
+@POSTGRESQL_ONLY
 async def test_a_held_lock_times_out_instead_of_hanging(
     backend: Backend, engine: sa.Engine
 ) -> None:
@@ -149,8 +146,7 @@ async def test_an_exhausted_pool_answers_promptly(backend: Backend) -> None:
 
 @pytest.fixture
 def cluster() -> Iterator[pgcluster.Cluster]:
-    if not pgcluster.available():
-        pytest.skip("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    require_postgresql_server()
     cluster = pgcluster.Cluster()
     cluster.start()
     yield cluster

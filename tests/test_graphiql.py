@@ -2,66 +2,41 @@
 Headers pane lists the user's tasks; without it the answer is UNAUTHENTICATED. The screenshot
 in docs/ comes from this test.
 
-GraphiQL's scripts normally come from unpkg.com; this machine has no internet, so the test
-installs the same versions from npm and has the server serve them (GRAPHIQL_ASSETS_DIR).
+GraphiQL's scripts normally come from unpkg.com; the browser here is kept offline (only the API's
+server answers it), so the server serves them itself, fetched by `graphql-api graphiql-assets
+DIR` (GRAPHIQL_ASSETS_DIR=DIR).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from strawberry.http.ides import get_graphql_ide_html
 
 from graphql_api.cli import PROJECT_ROOT
 from tests import live
+from tests.tools import CHROMIUM, CHROMIUM_ARGS, require_chromium, require_npm
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The README's picture; refreshed when UPDATE_SCREENSHOT=1 (by default it goes to a tmp path).
 SCREENSHOT = PROJECT_ROOT / "docs" / "graphiql.png"
 QUERY = "{\n  tasks(first: 5) {\n    totalCount\n    nodes { title priority dueDate }\n  }\n}"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def graphiql_assets() -> Path:
-    """The exact packages Strawberry's GraphiQL page asks unpkg.com for, laid out like it."""
-    html = get_graphql_ide_html(graphql_ide="graphiql")
-    packages = sorted(
-        set(re.findall(r"https://unpkg\.com/((?:@[\w.-]+/)?[\w.-]+)@([\w.-]+)/", html))
-    )
-    node = live.npm_install("graphiql", [f"{name}@{version}" for name, version in packages])
-    assets = node / "assets"
-    for name, version in packages:
-        link = assets / f"{name}@{version}"
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(node / "node_modules" / name, target_is_directory=True)
-    return assets
+ASSETS = live.NODE_WORK / "graphiql-assets"  # kept between runs: the command fetches what lacks
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not (os.path.exists(CHROMIUM) and live.npm_available()):
-        pytest.skip("needs Debian's chromium package and npm (.ci/run installs them)")
-    pytest.importorskip("playwright")
+    require_chromium()
+    require_npm()
+    fetched = live.graphiql_assets(ASSETS)
+    assert fetched.returncode == 0, fetched.stderr
     folder = tmp_path_factory.mktemp("graphiql")
     with live.running_server(
         f"sqlite:///{folder / 'graphiql.db'}",
         folder / "server.log",
-        GRAPHIQL_ASSETS_DIR=str(graphiql_assets()),
+        GRAPHIQL_ASSETS_DIR=str(ASSETS),
     ) as base:
         yield base
 
@@ -73,6 +48,13 @@ def run_in_graphiql(base: str, headers: str | None, screenshot: Path | None = No
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
+        # As on a machine without internet access: only this server answers the browser.
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(base) else route.abort()
+            ),
+        )
         page.goto(f"{base}/graphql")
         query_editor = page.locator(".graphiql-query-editor .CodeMirror").first
         query_editor.wait_for(timeout=20_000)

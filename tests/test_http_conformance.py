@@ -50,11 +50,9 @@ def install_audit() -> str:
     return str(folder)
 
 
-def test_the_graphql_over_http_audit_passes_without_warnings(server: str) -> None:
+def test_the_graphql_over_http_audit_passes_without_warnings(needs_npm: None, server: str) -> None:
     """graphql-http's auditServer: 53 ok and 8 warnings before application/graphql-response+json
     was supported. The audit's queries (`{ __typename }`, `__type`) need no token."""
-    if not live.npm_available():
-        pytest.skip("Node.js and npm are needed for the graphql-http audit")
     folder = install_audit()
     run = subprocess.run(
         ["node", "audit.mjs", f"{server}/graphql"],

@@ -15,11 +15,9 @@ from graphql_api.db import Database, Principal, allow_account_lookup, scope_to_u
 from graphql_api.models import TASKS, USERS
 from graphql_api.tasks import repository as tasks
 from graphql_api.users import repository as users
-from tests.conftest import BACKENDS, Backend, make_settings
+from tests.conftest import POSTGRESQL_ONLY, Backend, make_settings
 
-pytestmark = pytest.mark.parametrize(
-    "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
-)
+pytestmark = POSTGRESQL_ONLY
 
 
 @pytest.fixture

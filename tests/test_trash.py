@@ -23,7 +23,7 @@ from graphql_api.models import (
 )
 from graphql_api.purge import purge_trash
 from graphql_api.relay import decode_id, encode_id
-from tests.conftest import BACKENDS, Backend, make_settings
+from tests.conftest import POSTGRESQL_ONLY, Backend, make_settings
 from tests.helpers import Account, Api
 
 MISSING_TASK = encode_id("Task", "00000000-0000-0000-0000-000000000000")
@@ -490,9 +490,7 @@ async def test_purge_runs_from_the_command_line(
         cli.main(["purge", "--older-than", "-1"])
 
 
-@pytest.mark.parametrize(  # row-level security is PostgreSQL's
-    "backend", [name for name in BACKENDS if name == "postgresql"], indirect=True
-)
+@POSTGRESQL_ONLY  # row-level security is PostgreSQL's
 async def test_purge_works_under_row_level_security(
     alice: Client, bob: Client, engine: sa.Engine, backend: Backend
 ) -> None:
