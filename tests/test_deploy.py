@@ -22,8 +22,9 @@ from tests.test_migrations import table_names
 SCRIPT = ScriptDirectory.from_config(alembic_config("sqlite://"))
 HEAD = SCRIPT.get_current_head()
 assert HEAD is not None
-PREVIOUS = SCRIPT.get_revision(HEAD).down_revision
-assert isinstance(PREVIOUS, str)
+_previous = SCRIPT.get_revision(HEAD).down_revision
+assert isinstance(_previous, str)
+PREVIOUS: str = _previous
 TABLES = {table.name for table in SQLModel.metadata.sorted_tables}
 needs_postgresql = pytest.mark.skipif("postgresql" not in BACKENDS, reason="TEST_DATABASE_URL")
 
