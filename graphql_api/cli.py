@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from graphql_api.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from graphql_api.migration import Migration
+
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_QUERY = """{
@@ -20,21 +26,35 @@ SAMPLE_QUERY = """{
 }"""
 
 
-def migrate(settings: Settings) -> None:
-    """Bring the database to the newest schema revision."""
-    from alembic import command
-    from alembic.config import Config
+def migrate(settings: Settings, revision: str = "head") -> Migration:
+    """Bring the database to `revision` (the newest by default), one run at a time."""
+    from graphql_api import migration
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = settings.database_url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    return migration.migrate(settings, revision)
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> None:
+    result = migrate(settings)
+    after = ", ".join(result.after)
+    if result.changed:
+        print(f"Migrated from {', '.join(result.before) or 'an empty database'} to {after}.")
+    else:
+        print(f"The database is at {after} already: nothing to do.")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    if not args.no_migrate:
+    from graphql_api.migration import NotAtHead, check_at_head
+
+    if settings.environment == "production":
+        # Replicas start at once, as a role that does not own the tables: migrating is the
+        # deploy step's job (`graphql-api migrate`); serving only checks it was done.
+        try:
+            check_at_head(settings)
+        except NotAtHead as exc:
+            raise SystemExit(str(exc)) from None
+    elif not args.no_migrate:
         migrate(settings)
     uvicorn.run(
         "graphql_api.app:create_app",
@@ -49,7 +69,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         # graphql_api/bounded_http.py for httptools, which uvicorn leaves unbounded.
         http=_http_protocol(),
         h11_max_incomplete_event_size=settings.max_header_bytes + settings.max_body_bytes,
+        proxy_headers=_given(args.proxy_headers, settings.proxy_headers),
+        forwarded_allow_ips=_given(args.forwarded_allow_ips, settings.forwarded_allow_ips),
+        # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for this long, then
+        # cancels them. Subscriptions (none yet) would be closed here, by uvicorn, before the
+        # wait: it ends open WebSockets with 1012 (service restart), which tells clients to
+        # reconnect (to another replica); their handlers must end on that disconnect.
+        timeout_graceful_shutdown=_given(
+            args.timeout_graceful_shutdown, settings.timeout_graceful_shutdown
+        ),
     )
+
+
+def _given(flag: T | None, setting: T) -> T:
+    """A command-line flag wins over its setting."""
+    return setting if flag is None else flag
 
 
 def _http_protocol() -> str:
@@ -178,17 +212,46 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="migrate, then serve the API with uvicorn")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the API with uvicorn (outside production, migrating first)",
+        description="Serve the API with uvicorn. With ENVIRONMENT=production it never migrates: "
+        "it refuses to start unless the database is at this release's revision (run "
+        "`graphql-api migrate` first). Elsewhere it applies pending migrations first.",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    serve.add_argument("--no-migrate", action="store_true", help="skip pending migrations")
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="outside production: skip pending migrations"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        help="client address from X-Forwarded-For when the peer is trusted (PROXY_HEADERS)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="trusted proxies: addresses or networks, comma-separated (FORWARDED_ALLOW_IPS)",
+    )
+    serve.add_argument(
+        "--timeout-graceful-shutdown",
+        type=int,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests may finish (TIMEOUT_GRACEFUL_SHUTDOWN)",
+    )
     serve.set_defaults(run=_serve)
 
-    commands.add_parser("migrate", help="apply pending migrations").set_defaults(
-        run=lambda _args, settings: migrate(settings)
+    migrate_command = commands.add_parser(
+        "migrate",
+        help="apply pending migrations: the deploy step (one run at a time)",
+        description="Bring the database to this release's revision. Run it at deploy, as the "
+        "tables' owner, over a direct (not pooled) connection; concurrent runs wait for each "
+        "other (a PostgreSQL advisory lock), and the later ones find nothing to do.",
     )
+    migrate_command.set_defaults(run=_migrate)
 
     token = commands.add_parser("token", help="print a token for a user, for local use")
     token.add_argument("--user", required=True, metavar="EMAIL")

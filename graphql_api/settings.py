@@ -201,6 +201,24 @@ class Settings(BaseSettings):
     max_header_field_bytes: int = Field(
         8 * 1024, ge=256, description="Largest single request header (name and value), in bytes."
     )
+    proxy_headers: bool = Field(
+        False,
+        description="Take the client address (sign-in and sign-up throttling, logs) and scheme "
+        "from X-Forwarded-For and X-Forwarded-Proto, when the peer is in FORWARDED_ALLOW_IPS "
+        "(a load balancer or reverse proxy). `serve --proxy-headers` overrides it.",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1",
+        description="Peers whose X-Forwarded-* headers are trusted when PROXY_HEADERS is on: "
+        "comma-separated addresses or networks (`10.0.0.0/8`), `*` for any (only when nothing "
+        "but the proxy can reach the port). From anyone else they are ignored.",
+    )
+    timeout_graceful_shutdown: int = Field(
+        8,
+        ge=1,
+        description="Seconds `serve` lets in-flight requests finish after SIGTERM before "
+        "cancelling them. 8 fits inside `docker stop`'s 10 s and Kubernetes' 30 s.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: one JSON object per log line, for log collectors."

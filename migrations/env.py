@@ -6,10 +6,12 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from graphql_api import models  # noqa: F401  (registers the tables on the metadata)
 from graphql_api.db import create_engine
+from graphql_api.migration import migration_lock
 from graphql_api.settings import Settings
 
 config = context.config
@@ -38,20 +40,24 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _run_on(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:
-        _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
+    if connection is not None:  # graphql-api migrate's, in a transaction under the lock
+        _run_on(connection)
         return
-    settings = Settings(database_url=_database_url())
-    engine = create_engine(settings, request_limits=False)
-    with engine.connect() as connection:
-        _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    # `alembic` run by hand takes the same lock as `graphql-api migrate`.
+    engine = create_engine(Settings(database_url=_database_url()), request_limits=False)
+    try:
+        with engine.connect() as connection, migration_lock(connection), connection.begin():
+            _run_on(connection)
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():

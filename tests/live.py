@@ -25,38 +25,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def running_server(database_url: str, log: Path, **env: str) -> Iterator[str]:
-    """The API under uvicorn, in a process of its own; yields its base URL."""
-    with live_server(database_url, log, **env) as (base, _):
-        yield base
+CLI = [sys.executable, "-m", "graphql_api.cli"]
+"""`graphql-api`, as this interpreter runs it."""
 
 
-@contextmanager
-def live_server(
-    database_url: str, log: Path, **env: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The API under uvicorn, in a process of its own; yields its base URL and process."""
-    migrate(make_settings(database_url))
-    port = free_port()
-    environment = {
+def cli_environment(**env: str) -> dict[str, str]:
+    """The environment of a `graphql-api` process under test: cheap hashing, a fixed secret."""
+    return {
         **os.environ,
-        "DATABASE_URL": database_url,
         "JWT_SECRET": JWT_SECRET,
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "64",
         "LOG_LEVEL": "WARNING",
         **env,
     }
+
+
+@contextmanager
+def running_server(database_url: str, log: Path, *args: str, **env: str) -> Iterator[str]:
+    """The API under uvicorn, in a process of its own; yields its base URL."""
+    with live_server(database_url, log, *args, **env) as (base, _):
+        yield base
+
+
+@contextmanager
+def live_server(
+    database_url: str, log: Path, *args: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The API on a migrated database, under `graphql-api serve --no-migrate` with `args`, in a
+    process of its own; yields its base URL and process."""
+    migrate(make_settings(database_url))
+    with serve_process(log, "--no-migrate", *args, DATABASE_URL=database_url, **env) as running:
+        yield running
+
+
+@contextmanager
+def serve_process(
+    log: Path, *args: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`graphql-api serve` with `args` and `env` (DATABASE_URL among them), once it answers
+    /healthz; yields its base URL and process, and stops it afterwards."""
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
-        env=environment,
+        [*CLI, "serve", "--port", str(port), *args],
+        env=cli_environment(**env),
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
