@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
     if not args.no_migrate:
         migrate(settings)
+    if settings.prometheus_multiproc_dir is not None:
+        _empty_metrics_dir(settings.prometheus_multiproc_dir)
     uvicorn.run(
         "graphql_api.app:create_app",
         factory=True,
@@ -49,6 +52,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         http=_http_protocol(),
         h11_max_incomplete_event_size=settings.max_header_bytes + settings.max_body_bytes,
     )
+
+
+def _empty_metrics_dir(directory: Path) -> None:
+    """Once, before the workers start: the last run's counts must not add to this one's. The
+    workers inherit the variable (prometheus-client reads it from the environment, also when
+    it came from a .env file here); prometheus-client is not imported in this process yet."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for file in directory.glob("*.db"):  # prometheus-client's files, nothing else
+        file.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _http_protocol() -> str:

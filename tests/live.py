@@ -9,14 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 
 from graphql_api.cli import PROJECT_ROOT, migrate
 from tests.conftest import JWT_SECRET, make_settings
+from tests.helpers import Api
 
 NODE_WORK = PROJECT_ROOT / "tests" / ".work"
 
@@ -36,9 +37,10 @@ def running_server(database_url: str, log: Path, **env: str) -> Iterator[str]:
 
 @contextmanager
 def live_server(
-    database_url: str, log: Path, **env: str
+    database_url: str, log: Path, *, workers: int = 1, **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The API under uvicorn, in a process of its own; yields its base URL and process."""
+    """`graphql-api serve` in a process of its own (with `workers` uvicorn worker processes);
+    yields its base URL and process."""
     migrate(make_settings(database_url))
     port = free_port()
     environment = {
@@ -50,8 +52,9 @@ def live_server(
         "LOG_LEVEL": "WARNING",
         **env,
     }
+    command = ["serve", "--no-migrate", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate", "--port", str(port)],
+        [sys.executable, "-m", "graphql_api.cli", *command],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -74,6 +77,13 @@ def live_server(
         except subprocess.TimeoutExpired:  # a server stuck in a loop ignores SIGTERM
             process.kill()
             process.wait(10)
+
+
+@asynccontextmanager
+async def api_at(base: str) -> AsyncIterator[Api]:
+    """The test helpers' `Api`, over real HTTP to a live server (no app object to inspect)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        yield Api(client, app=None)
 
 
 def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
