@@ -119,7 +119,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         path = tmp_path / "test.db"
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         return Backend("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
-    url = request.getfixturevalue("_postgresql_migrated")
+    return emptied_postgresql(request.getfixturevalue("_postgresql_migrated"))
+
+
+def emptied_postgresql(url: str) -> Backend:
+    """The migrated PostgreSQL database, emptied; the API connects as APP_ROLE."""
     _truncate_all(url)
     app_url = sa.make_url(url).set(username=APP_ROLE, password=None)
     return Backend("postgresql", url, app_url.render_as_string(hide_password=False))
