@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         migrate(settings)
     if settings.prometheus_multiproc_dir is not None:
         _empty_metrics_dir(settings.prometheus_multiproc_dir)
+    else:  # set but empty: unset, as the settings read it (not the working directory)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     uvicorn.run(
         "graphql_api.app:create_app",
         factory=True,
@@ -59,8 +61,16 @@ def _empty_metrics_dir(directory: Path) -> None:
     workers inherit the variable (prometheus-client reads it from the environment, also when
     it came from a .env file here); prometheus-client is not imported in this process yet."""
     directory.mkdir(parents=True, exist_ok=True)
-    for file in directory.glob("*.db"):  # prometheus-client's files, nothing else
-        file.unlink()
+    for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus-client's files only
+        for file in directory.glob(f"{kind}_*.db"):
+            file.unlink()
+    if others := sorted(file.name for file in directory.glob("*.db")):
+        # /metrics reads every *.db file there as prometheus-client's: refuse rather than fail
+        # each scrape (or delete someone's database)
+        raise SystemExit(
+            f"PROMETHEUS_MULTIPROC_DIR={directory} must be a folder of its own; it holds "
+            f"{', '.join(others)}."
+        )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 

@@ -85,8 +85,9 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.exposed = self.registry
+        _check_where_values_go(multiprocess_dir)
         if multiprocess_dir is not None:
-            _join(multiprocess_dir)
+            _mark_vanished_dead(multiprocess_dir)
             self.exposed = CollectorRegistry()
             path = str(multiprocess_dir)  # (prometheus-client leaves the collector unannotated)
             MultiProcessCollector(self.exposed, path=path)  # type: ignore[no-untyped-call]
@@ -146,17 +147,25 @@ class Metrics:
                 counter[0] += 1
 
 
-def _join(directory: Path) -> None:
-    """Check that this process writes its metrics to `directory`, and mark dead the processes
-    whose live gauges are there but which no longer run."""
+def _check_where_values_go(directory: Path | None) -> None:
+    """prometheus-client chooses where values go when it is first imported, from the
+    environment: the setting must agree (a directory set in a .env file only would be read but
+    never written; an empty variable would write files to the working directory)."""
     named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not values.ValueClass._multiprocess or named is None or Path(named) != directory:
-        # prometheus-client chooses where values go when it is first imported, from the
-        # environment: a directory set elsewhere (a .env file) would be read but never written.
-        raise RuntimeError(
-            f"PROMETHEUS_MULTIPROC_DIR={directory} must be in the environment before the process "
-            "starts (`graphql-api serve` puts it there)."
-        )
+    writes_files = values.ValueClass._multiprocess
+    if directory is None and not writes_files:
+        return
+    if directory is not None and writes_files and named and Path(named) == directory:
+        return
+    raise RuntimeError(
+        f"PROMETHEUS_MULTIPROC_DIR is {named!r} in the environment and {directory} in the "
+        "settings: set it to a folder in the environment before the process starts "
+        "(`graphql-api serve` does, also from .env), or leave it unset."
+    )
+
+
+def _mark_vanished_dead(directory: Path) -> None:
+    """Mark dead the processes whose live gauges are in `directory` but which no longer run."""
     for file in directory.glob("gauge_live*_*.db"):
         pid = int(file.stem.rsplit("_", 1)[1])
         if not _running(pid):

@@ -208,6 +208,11 @@ class Settings(BaseSettings):
         "empties it as it starts; prometheus-client reads it from the environment.",
     )
 
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # not the working directory
+
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

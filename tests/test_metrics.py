@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -122,6 +124,32 @@ def test_serve_empties_the_directory_when_it_starts(tmp_path: Path) -> None:
             for _ in range(run):
                 probe(base)
             assert requests_of(scrape(base), "Probe") == run  # not the first run's too
+
+
+def test_serve_refuses_a_directory_that_holds_other_files(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "todo.db").write_text("a database, say")
+    refused = subprocess.run(
+        [sys.executable, "-m", "graphql_api.cli", "serve", "--no-migrate"],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert f"PROMETHEUS_MULTIPROC_DIR={folder} must be a folder of its own" in refused.stderr
+    assert (folder / "todo.db").read_text() == "a database, say"
+
+
+def test_an_empty_variable_means_no_directory(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'api.db'}"
+    env = {"PROMETHEUS_MULTIPROC_DIR": ""}
+    with live.live_server(database, tmp_path / "server.log", **env) as (base, process):
+        probe(base)
+        assert requests_of(scrape(base), "Probe") == 1
+    assert not list(Path.cwd().glob(f"*_{process.pid}.db"))  # nothing in the working directory
 
 
 def test_a_worker_killed_in_the_middle_of_an_operation_leaves_nothing_in_progress(
