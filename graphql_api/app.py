@@ -16,7 +16,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database=Database(settings),
         tokens=Tokens(settings),
         passwords=Passwords(settings),
-        metrics=Metrics(),
+        metrics=Metrics(settings.prometheus_multiproc_dir),
     )
     Metrics.count_statements(services.database.engine)
 
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         yield
+        services.metrics.close()
         await services.tokens.aclose()
         await services.database.dispose()
 
@@ -160,11 +161,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
 
         @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
-            """Prometheus metrics of this process."""
-            return Response(
-                generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST
-            )
+        def metrics() -> Response:  # not async: with several workers, it reads their files
+            """Prometheus metrics of this process, or of every worker (PROMETHEUS_MULTIPROC_DIR)."""
+            return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def graphql_shaped(request: Request, exc: Exception) -> Response:
         """Refusals by FastAPI itself (a PUT on /graphql: 405) in the shape of the others."""

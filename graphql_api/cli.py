@@ -4,6 +4,7 @@ graphiql-assets."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -56,6 +57,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             raise SystemExit(str(exc)) from None
     elif not args.no_migrate:
         migrate(settings)
+    if settings.prometheus_multiproc_dir is not None:
+        _empty_metrics_dir(settings.prometheus_multiproc_dir)
+    else:  # set but empty: unset, as the settings read it (not the working directory)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     uvicorn.run(
         "graphql_api.app:create_app",
         factory=True,
@@ -84,6 +89,24 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 def _given(flag: T | None, setting: T) -> T:
     """A command-line flag wins over its setting."""
     return setting if flag is None else flag
+
+
+def _empty_metrics_dir(directory: Path) -> None:
+    """Once, before the workers start: the last run's counts must not add to this one's. The
+    workers inherit the variable (prometheus-client reads it from the environment, also when
+    it came from a .env file here); prometheus-client is not imported in this process yet."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus-client's files only
+        for file in directory.glob(f"{kind}_*.db"):
+            file.unlink()
+    if others := sorted(file.name for file in directory.glob("*.db")):
+        # /metrics reads every *.db file there as prometheus-client's: refuse rather than fail
+        # each scrape (or delete someone's database)
+        raise SystemExit(
+            f"PROMETHEUS_MULTIPROC_DIR={directory} must be a folder of its own; it holds "
+            f"{', '.join(others)}."
+        )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _http_protocol() -> str:

@@ -1,23 +1,33 @@
 """What operators see: request ids in every log line, JSON logs on demand, Prometheus metrics.
 
-Metrics per operation: requests (by outcome), latency, and SQL statements per request. The
-operation label is the client's `operationName` when it is a plain identifier, and at most
-MAX_OPERATION_NAMES distinct names are kept (then "other"), so clients cannot blow up the
-number of series.
+Metrics per operation: requests (by outcome), latency, and SQL statements per request; and the
+operations in progress. The operation label is the client's `operationName` when it is a plain
+identifier, and at most MAX_OPERATION_NAMES distinct names are kept (then "other"), so clients
+cannot blow up the number of series.
+
+Several worker processes (PROMETHEUS_MULTIPROC_DIR): prometheus-client then keeps every value in
+a file of the directory per process, and /metrics adds up the files of every process, live or
+dead, so a scrape sees the whole server whichever worker answers it. Counters and histograms of
+dead workers stay in the sum (they are totals); the in-progress gauge counts live workers only,
+so a worker marks itself dead when it stops, and one that starts marks dead those that vanished
+without stopping (killed, out of memory).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import event
 from strawberry.extensions import SchemaExtension
 
@@ -68,10 +78,19 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 class Metrics:
-    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+    """The service's Prometheus metrics, in a registry of its own (one per app); with
+    `multiprocess_dir`, the metrics of every worker process that writes there."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
+        self.exposed = self.registry
+        _check_where_values_go(multiprocess_dir)
+        if multiprocess_dir is not None:
+            _mark_vanished_dead(multiprocess_dir)
+            self.exposed = CollectorRegistry()
+            path = str(multiprocess_dir)  # (prometheus-client leaves the collector unannotated)
+            MultiProcessCollector(self.exposed, path=path)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "graphql_requests_total",
             "GraphQL operations served, by operation, type and outcome.",
@@ -92,7 +111,22 @@ class Metrics:
             buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89),
             registry=self.registry,
         )
+        self.in_progress = Gauge(
+            "graphql_requests_in_progress",
+            "GraphQL operations being answered now.",
+            multiprocess_mode="livesum",  # the sum over live workers
+            registry=self.registry,
+        )
         self._names: set[str] = set()
+
+    def exposition(self) -> bytes:
+        """The text a scrape of /metrics answers (reads the directory's files if any)."""
+        return generate_latest(self.exposed)
+
+    def close(self) -> None:
+        """This process stops: its in-progress count leaves the sum."""
+        if self.multiprocess_dir is not None:
+            _mark_dead(os.getpid(), self.multiprocess_dir)
 
     def operation_label(self, name: str | None) -> str:
         if not name or not _OPERATION_NAME.match(name):
@@ -113,17 +147,62 @@ class Metrics:
                 counter[0] += 1
 
 
+def _check_where_values_go(directory: Path | None) -> None:
+    """prometheus-client chooses where values go when it is first imported, from the
+    environment: the setting must agree (a directory set in a .env file only would be read but
+    never written; an empty variable would write files to the working directory)."""
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    writes_files = values.ValueClass._multiprocess
+    if directory is None and not writes_files:
+        return
+    if directory is not None and writes_files and named and Path(named) == directory:
+        return
+    raise RuntimeError(
+        f"PROMETHEUS_MULTIPROC_DIR is {named!r} in the environment and {directory} in the "
+        "settings: set it to a folder in the environment before the process starts "
+        "(`graphql-api serve` does, also from .env), or leave it unset."
+    )
+
+
+def _mark_vanished_dead(directory: Path) -> None:
+    """Mark dead the processes whose live gauges are in `directory` but which no longer run."""
+    for file in directory.glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        if not _running(pid):
+            _mark_dead(pid, directory)
+
+
+def _mark_dead(pid: int, directory: Path) -> None:
+    """Remove the process's live gauges from the sum (its counters and histograms stay)."""
+    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    return True
+
+
 class MetricsExtension(SchemaExtension):
     """Observe each operation: its outcome, its latency and its SQL statements."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
-        yield
         execution = self.execution_context
         context = execution.context
         metrics: Metrics | None = getattr(getattr(context, "services", None), "metrics", None)
         if metrics is None:
+            yield
             return
+        metrics.in_progress.inc()
+        try:
+            yield
+        finally:
+            metrics.in_progress.dec()
         label = metrics.operation_label(execution.operation_name)
         try:
             kind = execution.operation_type.value

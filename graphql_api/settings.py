@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -224,6 +225,17 @@ class Settings(BaseSettings):
         "text", description="`json`: one JSON object per log line, for log collectors."
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        description="With several worker processes: the folder where each writes its metrics, "
+        "so that any worker's /metrics adds up all of them. `graphql-api serve` creates it and "
+        "empties it as it starts; prometheus-client reads it from the environment.",
+    )
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # not the working directory
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

@@ -124,7 +124,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         return Backend("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
     require_test_database(TEST_DATABASE_URL)
-    url = request.getfixturevalue("_postgresql_migrated")
+    return emptied_postgresql(request.getfixturevalue("_postgresql_migrated"))
+
+
+def emptied_postgresql(url: str) -> Backend:
+    """The migrated PostgreSQL database, emptied; the API connects as APP_ROLE."""
     _truncate_all(url)
     app_url = sa.make_url(url).set(username=APP_ROLE, password=None)
     return Backend("postgresql", url, app_url.render_as_string(hide_password=False))

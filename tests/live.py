@@ -7,14 +7,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 
 from graphql_api.cli import PROJECT_ROOT, migrate
 from tests.conftest import JWT_SECRET, make_settings
+from tests.helpers import Api
 
 NODE_WORK = PROJECT_ROOT / "tests" / ".work"
 
@@ -92,6 +93,13 @@ def serve_process(
         except subprocess.TimeoutExpired:  # a server stuck in a loop ignores SIGTERM
             process.kill()
             process.wait(10)
+
+
+@asynccontextmanager
+async def api_at(base: str) -> AsyncIterator[Api]:
+    """The test helpers' `Api`, over real HTTP to a live server (no app object to inspect)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        yield Api(client, app=None)
 
 
 def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
