@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import event
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+log = logging.getLogger(__name__)
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -198,18 +201,34 @@ class MetricsExtension(SchemaExtension):
         if metrics is None:
             yield
             return
-        metrics.in_progress.inc()
+        counted = _quietly(metrics.in_progress.inc)
         try:
             yield
         finally:
-            metrics.in_progress.dec()
-        label = metrics.operation_label(execution.operation_name)
-        try:
-            kind = execution.operation_type.value
-        except RuntimeError:  # the document did not parse: no operation to speak of
-            kind = "unknown"
-        result = execution.result
-        outcome = "error" if result is None or result.errors else "ok"
-        metrics.requests.labels(label, kind, outcome).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - started)
-        metrics.statements.labels(label).observe(context.db.statements)
+            if counted:
+                _quietly(metrics.in_progress.dec)
+        _quietly(_record, metrics, execution, time.perf_counter() - started)
+
+
+def _record(metrics: Metrics, execution: ExecutionContext, seconds: float) -> None:
+    label = metrics.operation_label(execution.operation_name)
+    try:
+        kind = execution.operation_type.value
+    except RuntimeError:  # the document did not parse: no operation to speak of
+        kind = "unknown"
+    result = execution.result
+    outcome = "error" if result is None or result.errors else "ok"
+    metrics.requests.labels(label, kind, outcome).inc()
+    metrics.latency.labels(label).observe(seconds)
+    metrics.statements.labels(label).observe(execution.context.db.statements)
+
+
+def _quietly(record: Callable[..., None], *args: Any) -> bool:
+    """Metrics are the operator's business: a failure to record one (its multiprocess folder
+    gone, say) goes to the log, never into the client's answer. Whether it was recorded."""
+    try:
+        record(*args)
+    except Exception:
+        log.exception("Recording a metric failed")
+        return False
+    return True

@@ -196,3 +196,18 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_failing_metric_never_fails_the_operation_nor_shows_its_reason(tmp_path: Path) -> None:
+    """Metrics are the operator's business: with the folder gone from under a running server,
+    operations still answer, and no file path reaches a client."""
+    folder = tmp_path / "metrics"
+    database = f"sqlite:///{tmp_path / 'api.db'}"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    with live.live_server(database, tmp_path / "server.log", **env) as (base, _):
+        for file in folder.iterdir():  # before the first operation writes its files there
+            file.unlink()
+        folder.rmdir()
+        response = httpx.post(f"{base}/graphql", json={"query": PROBE}, timeout=30)
+        assert response.json() == {"data": {"__typename": "Query"}}
+        assert str(tmp_path) not in response.text
