@@ -1,6 +1,7 @@
-"""The outside tools some tests need: Node.js with npm, Chromium, PostgreSQL. Without one, its
-tests skip with a reason that names the tool and how to install it; under CI (`CI=true`, which
-`.ci/run` sets) they fail instead, so CI never goes green by skipping what it is there to run."""
+"""The outside tools some tests need: Node.js with npm, Chromium, PostgreSQL, PgBouncer. Without
+one, its tests skip with a reason that names the tool and how to install it; under CI
+(`CI=true`, which `.ci/run` sets) they fail instead, so CI never goes green by skipping what it
+is there to run."""
 
 from __future__ import annotations
 
@@ -58,6 +59,13 @@ def require_postgresql_server() -> None:
     require(
         pgcluster.available(), "PostgreSQL's server (initdb, pg_ctl)", "apt-get install postgresql"
     )
+
+
+def require_pgbouncer() -> None:
+    """PgBouncer, for the tests that run the API behind a transaction-mode pooler."""
+    from tests import pgbouncer  # it imports the live-server helpers, which import conftest
+
+    require(pgbouncer.available(), "PgBouncer", "apt-get install pgbouncer")
 
 
 def require_test_database(url: str | None) -> None:
