@@ -21,6 +21,7 @@ from sqlmodel import SQLModel
 
 from graphql_api.cli import migrate
 from graphql_api.settings import Settings
+from tests import pgbouncer
 from tests.helpers import Api, serve
 from tests.tools import require_npm, require_pgbouncer, require_test_database
 
@@ -163,12 +164,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 @pytest.fixture(scope="session")
-def _pgbouncer() -> Iterator[Any]:
+def _pgbouncer() -> Iterator[pgbouncer.PgBouncer]:
     """PgBouncer in transaction mode in front of the test server, for the session; a pool of
     four server connections per role and database, so that clients share them."""
     require_pgbouncer()
-    from tests import pgbouncer
-
     assert TEST_DATABASE_URL
     with pgbouncer.running(TEST_DATABASE_URL, ["postgres", APP_ROLE]) as bouncer:
         yield bouncer

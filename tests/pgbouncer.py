@@ -1,5 +1,6 @@
-"""PgBouncer in transaction mode (Debian's `pgbouncer`), started by a test on a free port in
-front of the test PostgreSQL server: the pooler the API meets at Neon's pooled endpoint."""
+"""PgBouncer in transaction mode (Debian's `pgbouncer`), started by a test (or the benchmark) on
+a free port in front of a PostgreSQL server: the pooler the API meets at Neon's pooled endpoint.
+Nothing here imports the test suite's fixtures, so that `bench/run.py` uses it too."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.live import free_port
-
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
@@ -28,11 +27,13 @@ class PgBouncer:
     """One PgBouncer in front of `server_url`'s server, for every database there (trust
     authentication, as the test server has; `users` are the roles it lets in)."""
 
-    def __init__(self, server_url: str, users: Sequence[str], **settings: str | int) -> None:
+    def __init__(
+        self, server_url: str, users: Sequence[str], port: int, **settings: str | int
+    ) -> None:
         server = sa.make_url(server_url)
         # A directory of its own: PgBouncer refuses to run as root, so it runs as `postgres`.
         self.root = Path(tempfile.mkdtemp(prefix="graphql-api-pgbouncer-"))
-        self.port = free_port()
+        self.port = port
         self.log = self.root / "pgbouncer.log"
         options: dict[str, str | int] = {
             "listen_addr": "127.0.0.1",
@@ -92,7 +93,10 @@ class PgBouncer:
 
 @contextmanager
 def running(server_url: str, users: Sequence[str], **settings: str | int) -> Iterator[PgBouncer]:
-    bouncer = PgBouncer(server_url, users, **settings)
+    """A PgBouncer on a free port, stopped (and its directory removed) afterwards."""
+    from tests.live import free_port  # which imports the suite's fixtures: not at module level
+
+    bouncer = PgBouncer(server_url, users, free_port(), **settings)
     try:
         bouncer.start()
         yield bouncer

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -24,7 +27,9 @@ from sqlalchemy.pool import NullPool
 from graphql_api.db import Database
 from graphql_api.settings import Settings
 from tests.conftest import APP_ROLE, POSTGRESQL_ONLY, Backend, make_settings
-from tests.helpers import Account, Api, serve
+from tests.helpers import Account, Api, Response, serve
+from tests.live import serve_process, sign_up
+from tests.pgbouncer import PgBouncer, running
 from tests.tools import require_pgbouncer
 
 pytestmark = POSTGRESQL_ONLY
@@ -38,28 +43,28 @@ def driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def start_pgbouncer(backend: Backend, users: list[str], **options: str | int) -> Iterator[Any]:
+def start_pgbouncer(
+    backend: Backend, users: list[str], **options: str | int
+) -> Iterator[PgBouncer]:
     require_pgbouncer()
-    from tests import pgbouncer
-
-    with pgbouncer.running(backend.url, users, **options) as bouncer:
+    with running(backend.url, users, **options) as bouncer:
         yield bouncer
 
 
 @pytest.fixture
-def one_server_connection(backend: Backend) -> Iterator[Any]:
+def one_server_connection(backend: Backend) -> Iterator[PgBouncer]:
     """A PgBouncer whose pool for the API's role is ONE server connection."""
     yield from start_pgbouncer(backend, ["postgres", APP_ROLE], default_pool_size=1)
 
 
-def pooled(bouncer: Any, url: str, driver: str, **overrides: Any) -> Settings:
+def pooled(bouncer: PgBouncer, url: str, driver: str, **overrides: Any) -> Settings:
     """The API's settings through `bouncer`, as README's "Neon" section says."""
     values = {"database_pooler": "transaction", "db_async_driver": driver == "asyncpg"}
     return make_settings(bouncer.url(url), **{**values, **overrides})
 
 
 @pytest.fixture
-def outsider(one_server_connection: Any, backend: Backend) -> Iterator[sa.Engine]:
+def outsider(one_server_connection: PgBouncer, backend: Backend) -> Iterator[sa.Engine]:
     """Another client of the pooler, as the API's role, sending statements outside any
     transaction (autocommit): with one server connection, it gets the API's."""
     engine = sa.create_engine(
@@ -85,7 +90,7 @@ async def create_tasks(api: Api, user: Account, count: int) -> None:
         (await api.execute(CREATE, {"t": f"{user.email} {index}"}, as_user=user)).ok()
 
 
-def titles(response: Any) -> set[str]:
+def titles(response: Response) -> set[str]:
     return {edge["node"]["title"] for edge in response.ok()["tasks"]["edges"]}
 
 
@@ -93,7 +98,7 @@ def titles(response: Any) -> set[str]:
 
 
 async def test_two_users_interleaved_on_one_server_connection_see_only_their_own_rows(
-    backend: Backend, one_server_connection: Any, outsider: sa.Engine, driver: str
+    backend: Backend, one_server_connection: PgBouncer, outsider: sa.Engine, driver: str
 ) -> None:
     async with serve(pooled(one_server_connection, backend.app_url, driver)) as api:
         alice, bob = await api.sign_up(), await api.sign_up()
@@ -124,7 +129,7 @@ def discard_all(outsider: sa.Engine) -> None:
 
 
 async def test_requests_rely_on_nothing_kept_in_the_session(
-    backend: Backend, one_server_connection: Any, outsider: sa.Engine, driver: str
+    backend: Backend, one_server_connection: PgBouncer, outsider: sa.Engine, driver: str
 ) -> None:
     """What a connection kept from one transaction to the next (named prepared statements
     cached for reuse, a user id or a timeout SET once per connection, a temporary table) is
@@ -146,7 +151,7 @@ async def test_requests_rely_on_nothing_kept_in_the_session(
 
 
 async def test_the_session_check_is_not_vacuous_asyncpg_caches_statements_without_the_setting(
-    backend: Backend, one_server_connection: Any, outsider: sa.Engine
+    backend: Backend, one_server_connection: PgBouncer, outsider: sa.Engine
 ) -> None:
     """Without DATABASE_POOLER=transaction (and with no timeouts to send, which the pooler
     would refuse), asyncpg's prepared statements, cached per connection, are gone after the
@@ -202,7 +207,7 @@ def timeout_role(backend: Backend, engine: sa.Engine) -> Iterator[str]:
 
 
 @pytest.fixture
-def role_pgbouncer(backend: Backend, timeout_role: str) -> Iterator[Any]:
+def role_pgbouncer(backend: Backend, timeout_role: str) -> Iterator[PgBouncer]:
     yield from start_pgbouncer(backend, ["postgres", timeout_role], default_pool_size=2)
 
 
@@ -211,7 +216,7 @@ def role_url(backend: Backend, role: str) -> str:
 
 
 async def test_the_timeouts_come_from_the_role_not_from_settings(
-    backend: Backend, timeout_role: str, role_pgbouncer: Any, driver: str
+    backend: Backend, timeout_role: str, role_pgbouncer: PgBouncer, driver: str
 ) -> None:
     # given: settings that would send other timeouts, were any startup parameter sent
     settings = pooled(role_pgbouncer, role_url(backend, timeout_role), driver)
@@ -231,7 +236,7 @@ async def test_the_timeouts_come_from_the_role_not_from_settings(
 
 
 async def test_a_statement_past_the_role_s_timeout_is_service_unavailable(
-    backend: Backend, timeout_role: str, role_pgbouncer: Any, engine: sa.Engine, driver: str
+    backend: Backend, timeout_role: str, role_pgbouncer: PgBouncer, engine: sa.Engine, driver: str
 ) -> None:
     settings = pooled(role_pgbouncer, role_url(backend, timeout_role), driver)
     async with serve(settings) as api:
@@ -250,7 +255,7 @@ async def test_a_statement_past_the_role_s_timeout_is_service_unavailable(
 
 
 @pytest.fixture
-def saturable(backend: Backend) -> Iterator[Any]:
+def saturable(backend: Backend) -> Iterator[PgBouncer]:
     """A pooler with one server connection, whose clients wait for it one second at most."""
     yield from start_pgbouncer(
         backend, ["postgres", APP_ROLE], default_pool_size=1, query_wait_timeout=1
@@ -258,7 +263,7 @@ def saturable(backend: Backend) -> Iterator[Any]:
 
 
 async def test_a_saturated_pooler_answers_service_unavailable_while_it_stays_saturated(
-    backend: Backend, saturable: Any, driver: str
+    backend: Backend, saturable: PgBouncer, driver: str
 ) -> None:
     async with serve(pooled(saturable, backend.app_url, driver)) as api:
         alice = await api.sign_up()
@@ -274,3 +279,37 @@ async def test_a_saturated_pooler_answers_service_unavailable_while_it_stays_sat
         assert response.codes == ["SERVICE_UNAVAILABLE"]
         assert "retry" in response.errors[0]["message"].lower()
         assert (await api.execute(TITLES, as_user=alice)).ok()  # and it recovers
+
+
+# --- as deployed -----------------------------------------------------------------------------
+
+
+def test_production_serve_with_two_workers_shares_one_server_connection(
+    backend: Backend, one_server_connection: PgBouncer, tmp_path: Path, driver: str
+) -> None:
+    """`graphql-api serve` as on Neon: production (its revision check goes through the pooler
+    too), two worker processes whose statements take turns on the pooler's one server
+    connection: nothing one process prepares may clash with, or be missing for, the other."""
+    env = {
+        "DATABASE_URL": one_server_connection.url(backend.app_url),
+        "DATABASE_POOLER": "transaction",
+        "DB_ASYNC_DRIVER": str(driver == "asyncpg").lower(),
+        "DB_POOL_SIZE": "2",
+        "ENVIRONMENT": "production",
+    }
+    with serve_process(tmp_path / "server.log", "--workers", "2", **env) as (base, _):
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        token = sign_up(base, "deployed@example.com")
+
+        def task_count(_: int) -> Any:
+            response = httpx.post(
+                f"{base}/graphql",
+                json={"query": "{ tasks { totalCount } }"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            return response.json()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(task_count, range(40)))
+    assert answers == [{"data": {"tasks": {"totalCount": 0}}}] * 40

@@ -11,6 +11,8 @@ import shutil
 
 import pytest
 
+from tests import pgbouncer
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,8 +65,6 @@ def require_postgresql_server() -> None:
 
 def require_pgbouncer() -> None:
     """PgBouncer, for the tests that run the API behind a transaction-mode pooler."""
-    from tests import pgbouncer  # it imports the live-server helpers, which import conftest
-
     require(pgbouncer.available(), "PgBouncer", "apt-get install pgbouncer")
 
 
