@@ -114,7 +114,10 @@ def _statement_caches(settings: Settings) -> dict[str, Any]:
     the next transaction gets. So nothing is cached, by asyncpg (its own queries: type
     introspection) or by SQLAlchemy, and every statement is the unnamed one: parsed, described
     and executed on one server connection (asyncpg sends no Sync in between), then replaced by
-    the next, with no Close to send. The price: a Parse and Describe round trip per statement."""
+    the next. Unique names (SQLAlchemy's recipe for PgBouncer) would add a Close per statement,
+    sent later on whatever server connection that transaction gets: they would pile up. The
+    price, measured in docs/benchmarks.md: a round trip more per statement (the Parse and
+    Describe asyncpg waits on), and a plan made at every execution, as psycopg2's are."""
     if settings.database_pooler != "transaction":
         return {}
     return {
