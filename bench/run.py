@@ -6,6 +6,11 @@ users' tokens, in interleaved rounds after a warm-up, and reports medians with t
   api            this API (uvicorn, `--workers` processes)
   api-reference  the same, with COMPILED_EXECUTION off (graphql-core's executor for everything)
   api-naive      the same, with dataloaders off (one statement per row: what loaders buy)
+  api-pgbouncer  the same through PgBouncer in transaction mode (DATABASE_POOLER=transaction), as
+                 behind Neon's pooled endpoint; the bench starts the pooler (apt-get install
+                 pgbouncer)
+  api-unprepared the same, direct, with DATABASE_POOLER=transaction: what the pooler's mode
+                 costs (no prepared statement kept: a Parse per statement) without the hop
   pgl-jwt-rls    PostGraphile v4 with JWT claims and row-level security on user_id (like for like)
   pgl            PostGraphile v4 without either (the upper reference)
   sql-floor      the statements this API sends, replayed by pgbench (the raw SQL floor)
@@ -46,6 +51,7 @@ from graphql_api.auth import Tokens  # noqa: E402
 from graphql_api.cli import migrate  # noqa: E402
 from graphql_api.seed import seed_bulk  # noqa: E402
 from graphql_api.settings import Settings  # noqa: E402
+from tests import pgbouncer  # noqa: E402
 
 BENCH = ROOT / "bench"
 WORK = BENCH / ".work"
@@ -275,9 +281,14 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     credentials: Path | None = None
     bodies: dict[str, Path] = field(default_factory=dict)
+    pooler: pgbouncer.PgBouncer | None = None  # in front of PostgreSQL for this target only
 
     def pids(self) -> list[int]:
         return process_tree(self.process.pid) if self.process else []
+
+    def pooler_pids(self) -> list[int]:
+        process = self.pooler.process if self.pooler else None
+        return [process.pid] if process else []
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -286,6 +297,8 @@ class Target:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        if self.pooler:
+            self.pooler.stop()
 
 
 def start(
@@ -336,6 +349,20 @@ def start_api(
     process = start(command, env, WORK / f"{name}.log", cwd=source)
     target = Target(name, f"http://127.0.0.1:{port}/graphql", process)
     wait_for(target.url)
+    return target
+
+
+def start_api_through_pgbouncer(name: str, url: str, workers: int) -> Target:
+    """The API behind a PgBouncer of its own in transaction mode, its pool as large as the
+    API's (20 per worker), so that the pooler's hop and mode are measured, not a queue."""
+    bouncer = pgbouncer.PgBouncer(url, [API_LOGIN], free_port(), default_pool_size=20 * workers)
+    bouncer.start()
+    try:
+        target = start_api(name, bouncer.url(url), workers, {"DATABASE_POOLER": "transaction"})
+    except BaseException:
+        bouncer.stop()
+        raise
+    target.pooler = bouncer
     return target
 
 
@@ -534,18 +561,24 @@ def wrk(target: Target, operation: str, args: argparse.Namespace, duration: int)
 
 
 @contextmanager
-def cpu_meter(pids: list[int]) -> Iterator[dict[str, float]]:
-    """CPU seconds used by `pids` and by every PostgreSQL process while the block runs.
+def cpu_meter(pids: list[int], pooler: list[int]) -> Iterator[dict[str, float]]:
+    """CPU seconds used by `pids` (the server), by `pooler` and by every PostgreSQL process
+    while the block runs.
 
     Processes are sampled every 0.2 s, so backends that start and end inside the block (pgbench's
     connections) are counted too, up to their last sample."""
-    before = {"server": cpu_by_pid(pids), "pg": cpu_by_pid(postgres_pids())}
-    latest = {"server": dict(before["server"]), "pg": dict(before["pg"])}
+    before = {
+        "server": cpu_by_pid(pids),
+        "pooler": cpu_by_pid(pooler),
+        "pg": cpu_by_pid(postgres_pids()),
+    }
+    latest = {key: dict(values) for key, values in before.items()}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.2):
             latest["server"].update(cpu_by_pid(pids))
+            latest["pooler"].update(cpu_by_pid(pooler))
             latest["pg"].update(cpu_by_pid(postgres_pids()))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -557,8 +590,9 @@ def cpu_meter(pids: list[int]) -> Iterator[dict[str, float]]:
         stop.set()
         sampler.join()
         latest["server"].update(cpu_by_pid(pids))
+        latest["pooler"].update(cpu_by_pid(pooler))
         latest["pg"].update(cpu_by_pid(postgres_pids()))
-        for key in ("server", "pg"):
+        for key in latest:
             result[f"{key}_cpu_s"] = sum(
                 cpu - before[key].get(pid, 0.0) for pid, cpu in latest[key].items()
             )
@@ -573,7 +607,7 @@ def measure(
     url: str,
 ) -> dict[str, Any]:
     pids = target.pids()
-    with cpu_meter(pids) as cpu:
+    with cpu_meter(pids, target.pooler_pids()) as cpu:
         if target.name == "sql-floor":
             figures = pgbench(url, floor[operation], args.connections, duration)
         else:
@@ -581,6 +615,7 @@ def measure(
     requests = max(figures["requests"], 1)
     figures["server_cpu_ms"] = cpu["server_cpu_s"] * 1000 / requests
     figures["pg_cpu_ms"] = cpu["pg_cpu_s"] * 1000 / requests
+    figures["pooler_cpu_ms"] = cpu["pooler_cpu_s"] * 1000 / requests
     return figures
 
 
@@ -617,6 +652,12 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], extra: dict[str
                 f"{median_spread([r['pg_cpu_ms'] for r in runs])} | {statements} | "
                 f"{sum(r['failures'] for r in runs)} |"
             )
+        lines += [
+            f"\nPgBouncer's own CPU, beside {target}'s: "
+            f"{median_spread([r['pooler_cpu_ms'] for r in runs])} ms/req"
+            for (target, op), runs in results.items()
+            if op == operation and any(r["pooler_cpu_ms"] for r in runs)
+        ]
     return "\n".join(lines)
 
 
@@ -636,7 +677,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default="api,api-naive,pgl-jwt-rls,pgl,sql-floor",
-        help="comma-separated: api, api-reference, api-naive, pgl-jwt-rls, pgl, sql-floor",
+        help="comma-separated: api, api-reference, api-naive, api-pgbouncer, api-unprepared, "
+        "pgl-jwt-rls, pgl, sql-floor",
     )
     parser.add_argument("--operations", default=",".join(DEFAULT_VARIABLES))
     parser.add_argument("--page-cost", action="store_true", help="also compare 1k vs 100k tasks")
@@ -659,6 +701,11 @@ def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
         targets.append(start_api("api-reference", url, args.workers, reference))
     if "api-naive" in wanted:
         targets.append(start_api("api-naive", url, args.workers, {"USE_DATALOADERS": "false"}))
+    if "api-pgbouncer" in wanted:
+        targets.append(start_api_through_pgbouncer("api-pgbouncer", url, args.workers))
+    if "api-unprepared" in wanted:
+        unprepared = {"DATABASE_POOLER": "transaction"}
+        targets.append(start_api("api-unprepared", url, args.workers, unprepared))
     if "pgl-jwt-rls" in wanted:
         targets.append(start_postgraphile("pgl-jwt-rls", url, scoped=True))
     if "pgl" in wanted:
@@ -689,7 +736,8 @@ def statement_counts(url: str, operations: list[str], user: str) -> dict[str, An
     counts: dict[str, Any] = {}
     for operation in operations:
         with_loaders = len(capture_statements(url, operation, [user])[0])
-        counts[f"api/{operation}"] = counts[f"sql-floor/{operation}"] = with_loaders
+        for target in ("api", "api-pgbouncer", "api-unprepared", "sql-floor"):
+            counts[f"{target}/{operation}"] = with_loaders
         naive = capture_statements(url, operation, [user], loaders=False)[0]
         counts[f"api-naive/{operation}"] = len(naive)
         counts[f"pgl-jwt-rls/{operation}"] = "1 (+2 for JWT)"
@@ -725,6 +773,8 @@ def main() -> None:
     for tool in ("wrk", "pgbench", "npm"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install -y wrk postgresql-client npm")
+    if "api-pgbouncer" in args.targets.split(",") and not pgbouncer.available():
+        sys.exit("pgbouncer is missing (target api-pgbouncer): apt-get install -y pgbouncer")
     WORK.mkdir(parents=True, exist_ok=True)
     url = prepare_database(args)
     users = bench_users(url, args.sample_users)

@@ -66,7 +66,11 @@ def create_engine(settings: Settings, *, request_limits: bool = True) -> Engine:
 
 
 def _session_limits(settings: Settings) -> dict[str, str]:
-    """Server-side limits for every connection of the API (0 leaves PostgreSQL's default)."""
+    """Server-side limits for every connection of the API (0 leaves PostgreSQL's default).
+    None through a transaction-mode pooler: PgBouncer refuses startup parameters, and a SET
+    would stay on whichever server connection it ran on; the role carries them there."""
+    if settings.database_pooler == "transaction":
+        return {}
     limits = {
         "statement_timeout": settings.db_statement_timeout_ms,
         "lock_timeout": settings.db_lock_timeout_ms,
@@ -100,8 +104,31 @@ def create_async_request_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
-        connect_args={"server_settings": _session_limits(settings)},
+        connect_args={"server_settings": _session_limits(settings), **_statement_caches(settings)},
     )
+
+
+def _statement_caches(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connection arguments for the pooler: through one in transaction mode, a named
+    prepared statement kept for later would be missing from (or clash on) the server connection
+    the next transaction gets. So nothing is cached, by asyncpg (its own queries: type
+    introspection) or by SQLAlchemy, and every statement is the unnamed one: parsed, described
+    and executed on one server connection (asyncpg sends no Sync in between), then replaced by
+    the next. Unique names (SQLAlchemy's recipe for PgBouncer) would add a Close per statement,
+    sent later on whatever server connection that transaction gets: they would pile up. The
+    price, measured in docs/benchmarks.md: a round trip more per statement (the Parse and
+    Describe asyncpg waits on), and a plan made at every execution, as psycopg2's are."""
+    if settings.database_pooler != "transaction":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unnamed,
+    }
+
+
+def _unnamed() -> str:
+    return ""
 
 
 def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:

@@ -33,15 +33,29 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds a request waits for a free connection before failing."
     )
     db_statement_timeout_ms: int = Field(
-        5000, ge=0, description="PostgreSQL statement_timeout of the API's connections (0: none)."
+        5000,
+        ge=0,
+        description="PostgreSQL statement_timeout of the API's connections (0: none). Not sent "
+        "with DATABASE_POOLER=transaction: set it on the role.",
     )
     db_lock_timeout_ms: int = Field(
-        2000, ge=0, description="PostgreSQL lock_timeout of the API's connections (0: none)."
+        2000,
+        ge=0,
+        description="PostgreSQL lock_timeout of the API's connections (0: none). Not sent with "
+        "DATABASE_POOLER=transaction: set it on the role.",
     )
     db_idle_in_transaction_timeout_ms: int = Field(
         30000,
         ge=0,
-        description="PostgreSQL idle_in_transaction_session_timeout (0: none).",
+        description="PostgreSQL idle_in_transaction_session_timeout (0: none). Not sent with "
+        "DATABASE_POOLER=transaction: set it on the role.",
+    )
+    database_pooler: Literal["none", "transaction"] = Field(
+        "none",
+        description="`transaction`: DATABASE_URL reaches PostgreSQL through a pooler in "
+        "transaction mode (PgBouncer, Neon's pooled endpoint), which may hand each transaction "
+        "to a different server connection: no startup parameters (the DB_*_TIMEOUT_MS limits "
+        "come from the role), and no prepared statement outlives its own statement.",
     )
     db_async_driver: bool = Field(
         True,

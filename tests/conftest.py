@@ -1,6 +1,7 @@
 """Fixtures: a clean database per test on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
 
-Every test that takes `backend` (directly or through `api`) runs once per available database.
+Every test that takes `backend` (directly or through `api`) runs once per available database;
+in a module marked `THROUGH_POOLER`, once more with the API behind PgBouncer in transaction mode.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from sqlmodel import SQLModel
 
 from graphql_api.cli import migrate
 from graphql_api.settings import Settings
+from tests import pgbouncer
 from tests.helpers import Api, serve
-from tests.tools import require_npm, require_test_database
+from tests.tools import require_npm, require_pgbouncer, require_test_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
@@ -29,6 +31,27 @@ JWT_SECRET = "test-secret-" + "x" * 40
 POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 """For tests of what only PostgreSQL has (row-level security, its server's faults): without
 TEST_DATABASE_URL they skip, saying so (and fail under CI)."""
+THROUGH_POOLER = pytest.mark.through_pooler
+"""For a module whose tests must also hold behind a transaction-mode pooler (Neon's): with
+TEST_DATABASE_URL, each test that takes `backend` also runs on `pgbouncer`, the API reaching the
+test database through a PgBouncer of the session's own (skipped without `pgbouncer`, failed
+under CI)."""
+PGBOUNCER_ONLY = pytest.mark.parametrize("backend", ["pgbouncer"], indirect=True)
+"""For tests of the pooler itself."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "through_pooler: also run behind PgBouncer (conftest)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`THROUGH_POOLER` adds `pgbouncer` to the backends, as a parametrize mark (so it comes
+    before, and replaces, the `backend` fixture's own parameters)."""
+    marked = metafunc.definition.get_closest_marker("through_pooler") is not None
+    if marked and TEST_DATABASE_URL and "backend" in metafunc.fixturenames:
+        backends = [*BACKENDS, "pgbouncer"]
+        metafunc.definition.add_marker(pytest.mark.parametrize("backend", backends, indirect=True))
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -58,6 +81,11 @@ class Backend:
     name: str
     url: str  # the owner's connection: migrations, arranging and inspecting rows
     app_url: str  # the API's connection
+    app_settings: dict[str, Any] = field(default_factory=dict)  # what the API needs there
+
+    def settings(self, **overrides: Any) -> Settings:
+        """The API's settings on this backend."""
+        return make_settings(self.app_url, **{**self.app_settings, **overrides})
 
 
 @contextmanager
@@ -124,7 +152,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         return Backend("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
     require_test_database(TEST_DATABASE_URL)
-    return emptied_postgresql(request.getfixturevalue("_postgresql_migrated"))
+    postgresql = emptied_postgresql(request.getfixturevalue("_postgresql_migrated"))
+    if request.param == "pgbouncer":
+        bouncer = request.getfixturevalue("_pgbouncer")
+        pooled = {"database_pooler": "transaction"}
+        return Backend("pgbouncer", postgresql.url, bouncer.url(postgresql.app_url), pooled)
+    return postgresql
 
 
 def emptied_postgresql(url: str) -> Backend:
@@ -132,6 +165,16 @@ def emptied_postgresql(url: str) -> Backend:
     _truncate_all(url)
     app_url = sa.make_url(url).set(username=APP_ROLE, password=None)
     return Backend("postgresql", url, app_url.render_as_string(hide_password=False))
+
+
+@pytest.fixture(scope="session")
+def _pgbouncer() -> Iterator[pgbouncer.PgBouncer]:
+    """PgBouncer in transaction mode in front of the test server, for the session; a pool of
+    four server connections per role and database, so that clients share them."""
+    require_pgbouncer()
+    assert TEST_DATABASE_URL
+    with pgbouncer.running(TEST_DATABASE_URL, ["postgres", APP_ROLE]) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture
@@ -142,7 +185,7 @@ def needs_npm() -> None:
 
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
-    return make_settings(backend.app_url)
+    return backend.settings()
 
 
 @pytest.fixture

@@ -31,7 +31,10 @@ from sqlmodel import SQLModel
 
 from graphql_api.relay import decode_id, encode_id
 from graphql_api.schema import PUBLIC_ROOT_FIELDS, schema
+from tests.conftest import THROUGH_POOLER
 from tests.helpers import Account, Api, owner_column, user_tables
+
+pytestmark = THROUGH_POOLER  # these hold behind Neon's pooler too
 
 SECRET = "victim-secret"
 PASSWORD = "password123"  # every account's here (Api.sign_up's)

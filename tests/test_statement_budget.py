@@ -37,7 +37,10 @@ from graphql_api.models import (
 )
 from graphql_api.relay import encode_id
 from graphql_api.schema import schema
+from tests.conftest import THROUGH_POOLER
 from tests.helpers import Account, Api, serve
+
+pytestmark = THROUGH_POOLER  # these hold behind Neon's pooler too
 
 OPERATIONS = PROJECT_ROOT / "bench" / "operations"
 
@@ -58,9 +61,7 @@ SIZES = (1, 10, 100)
 @pytest.fixture
 def settings(backend: Any) -> Any:
     """100 rows at every level is past the default cost limit: this suite measures SQL only."""
-    from tests.conftest import make_settings
-
-    return make_settings(backend.app_url, max_cost=1_000_000)
+    return backend.settings(max_cost=1_000_000)
 
 
 def operation(name: str) -> str:
@@ -178,9 +179,7 @@ async def test_without_loaders_the_same_operation_costs_a_statement_per_row(
 ) -> None:
     """The naive path (benchmark only) shows what the loaders buy: N+1 grows with rows."""
 
-    from tests.conftest import make_settings
-
-    async with serve(make_settings(backend.app_url, use_dataloaders=False)) as naive:
+    async with serve(backend.settings(use_dataloaders=False)) as naive:
         account = await naive.sign_up()
         seed_world(engine, user_row_id(account), 10)
         with naive.count_statements() as counter:

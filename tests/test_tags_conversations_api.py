@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import THROUGH_POOLER
 from tests.helpers import Account, Api
+
+pytestmark = THROUGH_POOLER  # these hold behind Neon's pooler too
 
 CREATE_TAG = "mutation($input: CreateTagInput!) { createTag(input: $input) { id name color } }"
 UPDATE_TAG = "mutation($id: ID!, $input: UpdateTagInput!) { updateTag(id: $id, input: $input) { name color } }"

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import THROUGH_POOLER
 from tests.helpers import Account, Api
+
+pytestmark = THROUGH_POOLER  # these hold behind Neon's pooler too
 
 TASK_FIELDS = "id title description completed completedAt priority dueDate deletedAt isOverdue"
 CREATE = f"mutation($input: CreateTaskInput!) {{ createTask(input: $input) {{ {TASK_FIELDS} }} }}"

@@ -1,6 +1,7 @@
-"""The outside tools some tests need: Node.js with npm, Chromium, PostgreSQL. Without one, its
-tests skip with a reason that names the tool and how to install it; under CI (`CI=true`, which
-`.ci/run` sets) they fail instead, so CI never goes green by skipping what it is there to run."""
+"""The outside tools some tests need: Node.js with npm, Chromium, PostgreSQL, PgBouncer. Without
+one, its tests skip with a reason that names the tool and how to install it; under CI
+(`CI=true`, which `.ci/run` sets) they fail instead, so CI never goes green by skipping what it
+is there to run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import shutil
 
 import pytest
+
+from tests import pgbouncer
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,6 +61,11 @@ def require_postgresql_server() -> None:
     require(
         pgcluster.available(), "PostgreSQL's server (initdb, pg_ctl)", "apt-get install postgresql"
     )
+
+
+def require_pgbouncer() -> None:
+    """PgBouncer, for the tests that run the API behind a transaction-mode pooler."""
+    require(pgbouncer.available(), "PgBouncer", "apt-get install pgbouncer")
 
 
 def require_test_database(url: str | None) -> None:
