@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from graphql_api import sql
+from graphql_api.changes.record import recording
 from graphql_api.errors import ServiceUnavailable, Unauthenticated
 from graphql_api.settings import Settings
 from graphql_api.users.repository import (
@@ -519,10 +520,12 @@ def allow_account_lookup(connection: Connection) -> None:
 
 @contextmanager
 def _write_transaction(connection: Connection) -> Iterator[None]:
-    """A transaction that commits on success; on SQLite it takes the write lock up front."""
+    """A transaction that commits on success, writing the changes its writes noted to their
+    users' change feeds just before (`graphql_api.changes.record`); on SQLite it takes the
+    write lock up front."""
     connection.execution_options(sqlite_immediate=True)
     try:
-        with connection.begin():
+        with connection.begin(), recording(connection):
             yield
     finally:
         connection.execution_options(sqlite_immediate=False)

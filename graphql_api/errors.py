@@ -54,6 +54,14 @@ class Conflict(ApiError):
     code = "CONFLICT"
 
 
+class CursorExpired(ApiError):
+    """A change feed cursor (`since`) older than what the feed keeps, or not a position of the
+    caller's feed: the client refetches what it shows, then reads the feed from the cursor that
+    `changes` answers."""
+
+    code = "CURSOR_EXPIRED"
+
+
 class RateLimited(ApiError):
     """Too many attempts: `extensions.retryAfter` says in how many seconds to try again."""
 

@@ -219,6 +219,19 @@ class User(UserFields, table=True):
         description="Tokens issued at or before this time (changePassword, signOutEverywhere) "
         "no longer work; null: no cut-off. Microsecond precision.",
     )
+    change_seq: int = Field(
+        default=0,
+        sa_type=sa.BigInteger,
+        sa_column_kwargs={"server_default": "0"},
+        description="The position of the user's latest change (graphql_api.changes); advanced "
+        "under this row's lock, so positions are gapless and in commit order.",
+    )
+    changes_kept_after: int = Field(
+        default=0,
+        sa_type=sa.BigInteger,
+        sa_column_kwargs={"server_default": "0"},
+        description="Changes at or before this position were purged (retention).",
+    )
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -429,6 +442,39 @@ class Message(MessageFields, table=True):
     created_at: datetime = created_at_field()
 
 
+# --- the change feed -------------------------------------------------------------------------
+
+CHANGE_KINDS = ("CREATED", "UPDATED", "DELETED", "RESTORED")
+CHANGED_TYPES = ("Task", "Tag", "Conversation", "Message")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return sa.CheckConstraint(f"{column} IN ({listed})", name=f"{column}_known")
+
+
+class ChangeEntry(SQLModel, table=True):
+    """One change of one object in its owner's feed (see `graphql_api.changes`): positions
+    `seq` run 1, 2, 3, ... per user without a gap, in commit order."""
+
+    __tablename__ = "changes"
+    __table_args__ = (_one_of("kind", CHANGE_KINDS), _one_of("type", CHANGED_TYPES))
+
+    user_id: str = owner_field()
+    seq: int = Field(
+        primary_key=True,
+        sa_type=sa.BigInteger,
+        sa_column_kwargs={"autoincrement": False},
+        description="The position in the user's feed.",
+    )
+    kind: str = Field(max_length=16, description="CREATED, UPDATED, DELETED or RESTORED.")
+    type: str = Field(max_length=16, description="The GraphQL type of the changed object.")
+    object_id: uuid.UUID = Field(description="The changed object's id (not its global ID).")
+    committed_at: datetime = Field(
+        sa_type=UTCDateTime, nullable=False, description="When the change was written (UTC)."
+    )
+
+
 # --- operational tables ----------------------------------------------------------------------
 
 
@@ -485,6 +531,7 @@ OWNED_TABLES: tuple[type[SQLModel], ...] = (
     Conversation,
     Message,
     IdempotencyKey,
+    ChangeEntry,
 )
 """Every table whose rows belong to one user (all carry `user_id`)."""
 
@@ -505,3 +552,4 @@ MESSAGES = _table(Message)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
 SIGN_IN_THROTTLES = _table(SignInThrottle)
 PERSISTED_DOCUMENTS = _table(PersistedDocument)
+CHANGES = _table(ChangeEntry)

@@ -14,61 +14,30 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_api.changes.queries import ChangeQueries
 from graphql_api.compiled import CompiledExecutor
 from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
-from graphql_api.conversations.types import Conversation, Message
-from graphql_api.errors import ApiError, NotFound
+from graphql_api.errors import ApiError
 from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, field_named_in, guard
 from graphql_api.limits import ShapeLimits
-from graphql_api.loaders import load_by_global_id
+from graphql_api.nodes import load_node
 from graphql_api.observability import MetricsExtension
-from graphql_api.relay import Node, decode_id
+from graphql_api.relay import Node
 from graphql_api.scalars import SCALAR_OVERRIDES
 from graphql_api.settings import Settings
 from graphql_api.tags.mutations import TagMutations
 from graphql_api.tags.queries import TagQueries
-from graphql_api.tags.types import Tag
 from graphql_api.tasks.mutations import TaskMutations
 from graphql_api.tasks.queries import TaskQueries
-from graphql_api.tasks.types import Task
 from graphql_api.trash.mutations import TrashMutations
-from graphql_api.users import repository as users
 from graphql_api.users.mutations import UserMutations
 from graphql_api.users.queries import UserQueries
-from graphql_api.users.types import User
 
 __all__ = ["PUBLIC_ROOT_FIELDS", "build_schema", "schema"]
 
 log = logging.getLogger(__name__)
-
-
-async def _load_node(info: Info, global_id: str) -> Node | None:
-    """The object a global ID names, or None (missing, another user's, or not an ID of ours:
-    the same answer for each)."""
-    context = info.context
-    try:
-        type_name, raw_id = decode_id(global_id)
-    except NotFound:
-        return None
-    if type_name == "User":
-        if raw_id != context.user_id:
-            return None
-        return User.from_row(await context.db.read(users.get_user))
-    loaders = context.loaders
-    by_type: dict[str, tuple[Any, Any]] = {
-        "Task": (loaders.task_by_id, Task.from_row),
-        "Tag": (loaders.tag_by_id, Tag.from_row),
-        "Conversation": (loaders.conversation_by_id, Conversation.from_row),
-        "Message": (loaders.message_by_id, Message.from_row),
-    }
-    if type_name not in by_type:
-        return None
-    loader, make = by_type[type_name]
-    row = await load_by_global_id(loader, global_id, type_name)
-    node: Node | None = None if row is None else make(row)
-    return node
 
 
 @strawberry.type
@@ -81,11 +50,11 @@ class NodeQueries:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> Node | None:
-        return await _load_node(info, id)
+        return await load_node(info, id)
 
 
 @strawberry.type(description="Everything you can read; all of it is scoped to the signed-in user.")
-class Query(UserQueries, NodeQueries, TaskQueries, TagQueries, ConversationQueries):
+class Query(UserQueries, NodeQueries, TaskQueries, TagQueries, ConversationQueries, ChangeQueries):
     pass
 
 

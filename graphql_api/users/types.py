@@ -24,6 +24,8 @@ from graphql_api.tasks.types import Task
         "issuer": "how the server keys provider identities, not part of the API",
         "subject": "how the server keys provider identities, not part of the API",
         "tokens_valid_after": "checked with every token; the server's bookkeeping, not shown",
+        "change_seq": "the change feed's counter: `changes` answers positions as cursors",
+        "changes_kept_after": "the change feed's retention: `changes` answers CURSOR_EXPIRED",
     },
 )
 class User(Node):
