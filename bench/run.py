@@ -6,6 +6,7 @@ users' tokens, in interleaved rounds after a warm-up, and reports medians with t
   api            this API (uvicorn, `--workers` processes)
   api-reference  the same, with COMPILED_EXECUTION off (graphql-core's executor for everything)
   api-naive      the same, with dataloaders off (one statement per row: what loaders buy)
+  api-traced     the same, tracing every request, exported over OTLP/HTTP to a local sink
   pgl-jwt-rls    PostGraphile v4 with JWT claims and row-level security on user_id (like for like)
   pgl            PostGraphile v4 without either (the upper reference)
   sql-floor      the statements this API sends, replayed by pgbench (the raw SQL floor)
@@ -42,6 +43,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from otlp_sink import OtlpSink  # noqa: E402
+
 from graphql_api.auth import Tokens  # noqa: E402
 from graphql_api.cli import migrate  # noqa: E402
 from graphql_api.seed import seed_bulk  # noqa: E402
@@ -76,7 +79,7 @@ def database_url(name: str) -> str:
 
 def prepare_database(args: argparse.Namespace) -> str:
     """A seeded database; kept between runs (same name, same parameters) unless --reseed."""
-    name = f"graphql_api_bench_{args.users}u_{args.tasks}t"
+    name = args.database or f"graphql_api_bench_{args.users}u_{args.tasks}t"
     server = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
         exists = conn.execute(
@@ -636,8 +639,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default="api,api-naive,pgl-jwt-rls,pgl,sql-floor",
-        help="comma-separated: api, api-reference, api-naive, pgl-jwt-rls, pgl, sql-floor",
+        help="comma-separated: api, api-reference, api-naive, api-traced, pgl-jwt-rls, pgl, "
+        "sql-floor",
     )
+    parser.add_argument("--database", help="the database's name (default: by the data's size)")
     parser.add_argument("--operations", default=",".join(DEFAULT_VARIABLES))
     parser.add_argument("--page-cost", action="store_true", help="also compare 1k vs 100k tasks")
     parser.add_argument(
@@ -646,7 +651,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
+def start_targets(args: argparse.Namespace, url: str, sink: OtlpSink) -> list[Target]:
     wanted = args.targets.split(",")
     targets = []
     if "api" in wanted:
@@ -659,6 +664,9 @@ def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
         targets.append(start_api("api-reference", url, args.workers, reference))
     if "api-naive" in wanted:
         targets.append(start_api("api-naive", url, args.workers, {"USE_DATALOADERS": "false"}))
+    if "api-traced" in wanted:  # every request sampled; spans batched and sent as in production
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+        targets.append(start_api("api-traced", url, args.workers, traced))
     if "pgl-jwt-rls" in wanted:
         targets.append(start_postgraphile("pgl-jwt-rls", url, scoped=True))
     if "pgl" in wanted:
@@ -689,7 +697,8 @@ def statement_counts(url: str, operations: list[str], user: str) -> dict[str, An
     counts: dict[str, Any] = {}
     for operation in operations:
         with_loaders = len(capture_statements(url, operation, [user])[0])
-        counts[f"api/{operation}"] = counts[f"sql-floor/{operation}"] = with_loaders
+        for target in ("api", "api-traced", "sql-floor"):
+            counts[f"{target}/{operation}"] = with_loaders
         naive = capture_statements(url, operation, [user], loaders=False)[0]
         counts[f"api-naive/{operation}"] = len(naive)
         counts[f"pgl-jwt-rls/{operation}"] = "1 (+2 for JWT)"
@@ -731,7 +740,8 @@ def main() -> None:
     tokens = Tokens(Settings(database_url=url, jwt_secret=SECRET))
     operations = args.operations.split(",")
 
-    targets = start_targets(args, url)
+    sink = OtlpSink().__enter__()
+    targets = start_targets(args, url, sink)
     try:
         prepare_requests(targets, users, tokens, operations)
         floor: dict[str, list[list[str]]] = {}
@@ -758,6 +768,7 @@ def main() -> None:
     finally:
         for target in targets:
             target.stop()
+        sink.__exit__()
 
     text = [
         f"## Run of {time.strftime('%Y-%m-%d %H:%M')} ({os.cpu_count()} cores, {platform_line()})",
@@ -768,6 +779,8 @@ def main() -> None:
         "\n### Server memory (RSS after the run)\n",
         *(f"- {name}: {mib:,.0f} MiB" for name, mib in memory.items()),
     ]
+    if sink.exports:
+        text.append(f"\nThe OTLP sink received {sink.spans:,} spans in {sink.exports:,} exports.")
     if page_cost:
         text.append("\n### First page of task_list: a user with 1k tasks vs one with 100k\n")
         text += [
