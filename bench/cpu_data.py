@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from otlp_sink import OtlpSink
 from seeded import APP_ROLE, SERVER, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +69,11 @@ def checkout(revision: str) -> Path:
 class Worker:
     """One code version serving in a process of its own, driven over its stdin and stdout."""
 
-    def __init__(self, name: str, source: Path, url: str, users_file: Path) -> None:
+    def __init__(
+        self, name: str, source: Path, url: str, users_file: Path, env: dict[str, str]
+    ) -> None:
         self.name = name
-        env = {**os.environ, "PYTHONPATH": str(source)}
+        env = {**os.environ, **env, "PYTHONPATH": str(source)}
         command = [sys.executable, str(Path(__file__).resolve()), "--worker"]
         command += ["--source", str(source), "--database-url", url, "--users-file", str(users_file)]
         self.process = subprocess.Popen(
@@ -107,9 +110,23 @@ def drive(args: argparse.Namespace) -> None:
 
     app_url = sa.make_url(args.database_url).set(username=APP_ROLE)
     url = app_url.render_as_string(hide_password=False)
-    sources = [(rev, checkout(rev)) for rev in args.baseline]
-    sources.append(("this", ROOT))
-    workers = [Worker(name, source, url, users_file) for name, source in sources]
+    sources: list[tuple[str, Path, dict[str, str]]] = [
+        (rev, checkout(rev), {}) for rev in args.baseline
+    ]
+    sink = OtlpSink().__enter__() if args.traced or args.traced_ratio else None
+    if sink is not None:  # this checkout again, tracing, exporting to the sink
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+        if args.traced:
+            sources.append(("this, traced", ROOT, traced))
+        if args.traced_ratio:
+            sampled = {
+                **traced,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": str(args.traced_ratio),
+            }
+            sources.append((f"this, {args.traced_ratio:.0%} traced", ROOT, sampled))
+    sources.append(("this", ROOT, {}))
+    workers = [Worker(name, source, url, users_file, env) for name, source, env in sources]
     try:
         operations = args.operations.split(",")
         for operation in operations:  # same answers, or no figures
@@ -148,6 +165,9 @@ def drive(args: argparse.Namespace) -> None:
     finally:
         for worker in workers:
             worker.stop()
+        if sink is not None:
+            print(f"The OTLP sink received {sink.spans} spans in {sink.exports} exports.")
+            sink.__exit__()
 
 
 # --- a worker --------------------------------------------------------------------------------
@@ -197,7 +217,13 @@ async def serve_commands(args: argparse.Namespace, user_ids: list[str], out: IO[
                     response = await client.post("/graphql", json=body, headers=headers)
                     if response.status_code != 200 or b'"errors"' in response.content:
                         raise RuntimeError(response.text[:300])
+                flush_spans()  # so this run's figure includes exporting its spans
                 return (time.process_time() - started) / requests
+
+            def flush_spans() -> None:
+                tracing = getattr(app.state.services, "tracing", None)
+                if tracing is not None:
+                    tracing.provider.force_flush()
 
             async def digest(operation: str) -> str:
                 hashed = hashlib.sha256()
@@ -242,6 +268,16 @@ def main() -> None:
     parser.add_argument("--baseline", action="append", default=[], metavar="REV")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="also run this checkout with tracing on (OTLP/HTTP to a local sink)",
+    )
+    parser.add_argument(
+        "--traced-ratio",
+        type=float,
+        help="also run this checkout tracing this fraction of requests (0.1: a tenth)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--users-file", help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ users' tokens, in interleaved rounds after a warm-up, and reports medians with t
                  pgbouncer)
   api-unprepared the same, direct, with DATABASE_POOLER=transaction: what the pooler's mode
                  costs (no prepared statement kept: a Parse per statement) without the hop
+  api-traced     the same, tracing every request, exported over OTLP/HTTP to a local sink
   pgl-jwt-rls    PostGraphile v4 with JWT claims and row-level security on user_id (like for like)
   pgl            PostGraphile v4 without either (the upper reference)
   sql-floor      the statements this API sends, replayed by pgbench (the raw SQL floor)
@@ -47,6 +48,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from otlp_sink import OtlpSink  # noqa: E402
+
 from graphql_api.auth import Tokens  # noqa: E402
 from graphql_api.cli import migrate  # noqa: E402
 from graphql_api.seed import seed_bulk  # noqa: E402
@@ -82,7 +85,7 @@ def database_url(name: str) -> str:
 
 def prepare_database(args: argparse.Namespace) -> str:
     """A seeded database; kept between runs (same name, same parameters) unless --reseed."""
-    name = f"graphql_api_bench_{args.users}u_{args.tasks}t"
+    name = args.database or f"graphql_api_bench_{args.users}u_{args.tasks}t"
     server = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
         exists = conn.execute(
@@ -678,8 +681,9 @@ def parse_args() -> argparse.Namespace:
         "--targets",
         default="api,api-naive,pgl-jwt-rls,pgl,sql-floor",
         help="comma-separated: api, api-reference, api-naive, api-pgbouncer, api-unprepared, "
-        "pgl-jwt-rls, pgl, sql-floor",
+        "api-traced, pgl-jwt-rls, pgl, sql-floor",
     )
+    parser.add_argument("--database", help="the database's name (default: by the data's size)")
     parser.add_argument("--operations", default=",".join(DEFAULT_VARIABLES))
     parser.add_argument("--page-cost", action="store_true", help="also compare 1k vs 100k tasks")
     parser.add_argument(
@@ -688,7 +692,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
+def start_targets(args: argparse.Namespace, url: str, sink: OtlpSink) -> list[Target]:
     wanted = args.targets.split(",")
     targets = []
     if "api" in wanted:
@@ -706,6 +710,9 @@ def start_targets(args: argparse.Namespace, url: str) -> list[Target]:
     if "api-unprepared" in wanted:
         unprepared = {"DATABASE_POOLER": "transaction"}
         targets.append(start_api("api-unprepared", url, args.workers, unprepared))
+    if "api-traced" in wanted:  # every request sampled; spans batched and sent as in production
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+        targets.append(start_api("api-traced", url, args.workers, traced))
     if "pgl-jwt-rls" in wanted:
         targets.append(start_postgraphile("pgl-jwt-rls", url, scoped=True))
     if "pgl" in wanted:
@@ -736,7 +743,7 @@ def statement_counts(url: str, operations: list[str], user: str) -> dict[str, An
     counts: dict[str, Any] = {}
     for operation in operations:
         with_loaders = len(capture_statements(url, operation, [user])[0])
-        for target in ("api", "api-pgbouncer", "api-unprepared", "sql-floor"):
+        for target in ("api", "api-pgbouncer", "api-unprepared", "api-traced", "sql-floor"):
             counts[f"{target}/{operation}"] = with_loaders
         naive = capture_statements(url, operation, [user], loaders=False)[0]
         counts[f"api-naive/{operation}"] = len(naive)
@@ -781,7 +788,8 @@ def main() -> None:
     tokens = Tokens(Settings(database_url=url, jwt_secret=SECRET))
     operations = args.operations.split(",")
 
-    targets = start_targets(args, url)
+    sink = OtlpSink().__enter__()
+    targets = start_targets(args, url, sink)
     try:
         prepare_requests(targets, users, tokens, operations)
         floor: dict[str, list[list[str]]] = {}
@@ -808,6 +816,7 @@ def main() -> None:
     finally:
         for target in targets:
             target.stop()
+        sink.__exit__()
 
     text = [
         f"## Run of {time.strftime('%Y-%m-%d %H:%M')} ({os.cpu_count()} cores, {platform_line()})",
@@ -818,6 +827,8 @@ def main() -> None:
         "\n### Server memory (RSS after the run)\n",
         *(f"- {name}: {mib:,.0f} MiB" for name, mib in memory.items()),
     ]
+    if sink.exports:
+        text.append(f"\nThe OTLP sink received {sink.spans:,} spans in {sink.exports:,} exports.")
     if page_cost:
         text.append("\n### First page of task_list: a user with 1k tasks vs one with 100k\n")
         text += [

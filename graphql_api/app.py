@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -33,7 +33,11 @@ from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.persisted import PersistedDocuments
 from graphql_api.schema import build_schema
 from graphql_api.settings import Settings, get_settings
+from graphql_api.tracing import start_tracing
 from graphql_api.transport import GraphQLEndpoint, TransportLimits, error_response
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 REQUEST_ID_HEADER = "x-request-id"
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
@@ -86,19 +90,26 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; `graphql-api serve` and the tests both start here."""
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """Build the application; `graphql-api serve` and the tests both start here. Tracing is on
+    when the settings name an OTLP endpoint, or with `tracer_provider` (its spans go there)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     check_production_settings(settings)
+    tracing = start_tracing(settings, tracer_provider)
     services = Services(
         settings=settings,
         database=Database(settings),
         tokens=Tokens(settings),
         passwords=Passwords(settings),
         metrics=Metrics(settings.prometheus_multiproc_dir),
+        tracing=tracing,
     )
     Metrics.count_statements(services.database.engine)
+    if tracing is not None:
+        tracing.instrument_engine(services.database.engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.metrics.close()
         await services.tokens.aclose()
         await services.database.dispose()
+        if tracing is not None:
+            await tracing.shutdown()
 
     app = FastAPI(
         title="Todo GraphQL API",
@@ -120,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     endpoint = ApiEndpoint(
-        build_schema(settings),
+        build_schema(settings, traced=tracing is not None),
         request_context=request_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         local_graphiql_assets=settings.graphiql_assets_dir is not None,
@@ -181,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_field_bytes=settings.max_header_field_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
+    if tracing is not None:  # inside RequestIdMiddleware: the server span records the id
+        tracing.add_middleware(app)
     app.add_middleware(RequestIdMiddleware)  # refusals above carry the id too
     app.add_middleware(  # outermost: preflights end here, and every answer is readable
         CORSMiddleware,

@@ -20,6 +20,7 @@ from graphql_api.loaders import Loaders
 from graphql_api.observability import Metrics
 from graphql_api.settings import Settings
 from graphql_api.sql import AnyRow
+from graphql_api.tracing import Tracing
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class Services:
     tokens: Tokens
     passwords: Passwords
     metrics: Metrics
+    tracing: Tracing | None = None  # None: tracing is off
 
 
 class Context:
@@ -59,7 +61,9 @@ class Context:
         self.loaders = self._fresh_loaders()
 
     def _fresh_loaders(self) -> Loaders:
-        return Loaders(self.db, batch=self.services.settings.use_dataloaders)
+        services = self.services
+        tracer = services.tracing.tracer if services.tracing is not None else None
+        return Loaders(self.db, batch=services.settings.use_dataloaders, tracer=tracer)
 
     def renew_loaders(self) -> None:
         """Start with empty loaders: nothing loaded so far is reused."""

@@ -236,10 +236,14 @@ class _Checker:
         )
 
 
-def guard(settings: GuardSettings) -> Callable[[], SchemaExtension]:
-    """A factory of `RequestGuard`s sharing one cache of checked documents."""
+def guard(
+    settings: GuardSettings, kind: type[RequestGuard] | None = None
+) -> Callable[[], SchemaExtension]:
+    """A factory of `RequestGuard`s (or of a subclass: `kind`) sharing one cache of checked
+    documents."""
     checker = _Checker(settings)
-    return lambda: RequestGuard(checker)
+    make = kind or RequestGuard
+    return lambda: make(checker)
 
 
 class RequestGuard(SchemaExtension):

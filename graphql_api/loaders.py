@@ -4,15 +4,17 @@ A fresh `Loaders` is built for each request (and after each mutation), so nothin
 cross from one user or one write to another. Loads of one tick are batched into one call of
 the data layer, which sends one statement; keys the user does not own come back empty.
 With `batch=False` (the benchmark's naive mode) each key costs a statement of its own.
+Given a tracer (tracing on), each batch runs in a span of its own.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
+from opentelemetry.trace import Tracer
 
 from graphql_api.conversations import repository as conversations
 from graphql_api.db import RequestDb
@@ -22,6 +24,7 @@ from graphql_api.relay import decode_uuid
 from graphql_api.sql import Record
 from graphql_api.tags import repository as tags
 from graphql_api.tasks import repository as tasks
+from graphql_api.tracing import traced_batch
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -30,9 +33,10 @@ V = TypeVar("V")
 class Loaders:
     """The dataloaders of one request, named by what they return and what they are keyed by."""
 
-    def __init__(self, db: RequestDb, *, batch: bool = True) -> None:
+    def __init__(self, db: RequestDb, *, batch: bool = True, tracer: Tracer | None = None) -> None:
         self._db = db
         self._batch = batch
+        self._tracer = tracer
         self._paged: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
 
         self.task_by_id = self._loader(tasks.get_tasks, default=None)
@@ -54,7 +58,7 @@ class Loaders:
             found = await db.read(fetch, keys)
             return [found.get(key, default) for key in keys]
 
-        return DataLoader(load, batch=self._batch)
+        return self._dataloader(fetch.__name__, load)
 
     def _list_loader(
         self, fetch: Callable[..., Mapping[Any, list[Record]]]
@@ -65,7 +69,7 @@ class Loaders:
             found = await db.read(fetch, keys)
             return [found.get(key, []) for key in keys]
 
-        return DataLoader(load, batch=self._batch)
+        return self._dataloader(fetch.__name__, load)
 
     def _paged_loader(
         self, name: str, fetch: Callable[..., Mapping[Any, Page]], page: PageArgs
@@ -79,8 +83,15 @@ class Loaders:
                 found = await db.read(fetch, keys, page)
                 return [found.get(key, Page.empty()) for key in keys]
 
-            self._paged[key] = DataLoader(load, batch=self._batch)
+            self._paged[key] = self._dataloader(fetch.__name__, load)
         return self._paged[key]
+
+    def _dataloader(
+        self, name: str, load: Callable[[list[K]], Coroutine[Any, Any, list[V]]]
+    ) -> DataLoader[K, V]:
+        if self._tracer is not None:
+            load = traced_batch(self._tracer, name, load)
+        return DataLoader(load, batch=self._batch)
 
     def tasks_page_by_tag_id(self, page: PageArgs) -> DataLoader[uuid.UUID, Page]:
         return self._paged_loader("tasks_by_tag", tags.tasks_of_tags, page)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from graphql_api.tags.mutations import TagMutations
 from graphql_api.tags.queries import TagQueries
 from graphql_api.tasks.mutations import TaskMutations
 from graphql_api.tasks.queries import TaskQueries
+from graphql_api.tracing import TracedRequestGuard
 from graphql_api.trash.mutations import TrashMutations
 from graphql_api.users.mutations import UserMutations
 from graphql_api.users.queries import UserQueries
@@ -191,8 +192,9 @@ class ApiExecutor(CompiledExecutor):
             context.renew_loaders()
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with the limits and switches of `settings` (defaults: development)."""
+def build_schema(settings: Settings | None = None, *, traced: bool = False) -> strawberry.Schema:
+    """The schema with the limits and switches of `settings` (defaults: development); `traced`:
+    its guard also opens each operation's span (`graphql_api.tracing`)."""
     settings = settings or Settings(_env_file=None)
     return _build_schema(
         max_depth=settings.max_depth,
@@ -204,6 +206,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         introspection=settings.introspection,
         suggestions=settings.environment != "production",
         compiled=settings.compiled_execution,
+        traced=traced,
     )
 
 
@@ -219,6 +222,7 @@ def _build_schema(
     introspection: bool,
     suggestions: bool,
     compiled: bool = True,
+    traced: bool = False,
 ) -> strawberry.Schema:
     limits = GuardSettings(
         shape=ShapeLimits(
@@ -233,10 +237,17 @@ def _build_schema(
         introspection=introspection,
         suggestions=suggestions,
     )
+    formatter = error_formatter(suggestions=suggestions)
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = (
+        # The traced guard ends its span after the formatter has coded every error.
+        [MetricsExtension, guard(limits, TracedRequestGuard), formatter]
+        if traced
+        else [MetricsExtension, formatter, guard(limits)]
+    )
     return ApiSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[MetricsExtension, error_formatter(suggestions=suggestions), guard(limits)],
+        extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
         scalar_overrides=SCALAR_OVERRIDES,
         execution_context_class=ApiExecutor if compiled else None,

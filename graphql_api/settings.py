@@ -257,6 +257,45 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value  # not the working directory
 
+    # Tracing: OpenTelemetry's own variable names. Read here, so that a `.env` file turns it on
+    # too; the SDK reads the other OTEL_* variables (headers, sampler, batching) from the
+    # process environment itself.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector base URL (`http://collector:4318`): set, requests "
+        "are traced and spans sent to `<url>/v1/traces`; unset, tracing is off and costs "
+        "nothing.",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None,
+        description="The full URL spans are sent to, used as given; also turns tracing on.",
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        "http/protobuf",
+        description="OTLP transport: only http/protobuf (a collector's port 4318); gRPC is "
+        "refused at start rather than exporting to a port that does not speak it.",
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] | None = Field(
+        None, description="The same, for traces only."
+    )
+    otel_traces_exporter: Literal["otlp", "none"] = Field(
+        "otlp", description="`none`: no tracing, even with an endpoint."
+    )
+    otel_sdk_disabled: bool = Field(
+        False, description="`true`: no tracing, even with an endpoint (OpenTelemetry's switch)."
+    )
+    otel_service_name: str | None = Field(
+        None,
+        description="`service.name` of the spans. Unset: `service.name` from "
+        "OTEL_RESOURCE_ATTRIBUTES, else `graphql-api`.",
+    )
+    tracing_user_id_key: str | None = Field(
+        None,
+        description="Key of the HMAC that turns user ids into the pseudonyms spans carry "
+        "(`enduser.pseudo.id`); give every replica the same one. Unset: derived from the "
+        "built-in token key (JWT_SECRET), or random per process when there is none.",
+    )
+
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -269,6 +308,22 @@ class Settings(BaseSettings):
         """The pattern of origins allowed when none are listed (development only)."""
         if self.cors_allow_origins is None and self.environment != "production":
             return LOCAL_ORIGINS
+        return None
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether requests are traced: an OTLP endpoint is configured and not switched off."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter != "none"
+
+    @property
+    def otlp_traces_url(self) -> str | None:
+        """Where spans go: the traces endpoint as given, or the base endpoint's `/v1/traces`
+        (as the OpenTelemetry SDK resolves them)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
         return None
 
     @property

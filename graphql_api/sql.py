@@ -14,7 +14,9 @@ What stays as it was on the Core path:
 - the transaction: a statement runs in the connection's transaction (begun if none, as Core's
   autobegin does), so row-level security's `app.user_id` applies;
 - `before_cursor_execute` listeners see every statement (the request's statement counter,
-  metrics, the statement budgets of the tests, the benchmark's capture);
+  metrics, the statement budgets of the tests, the benchmark's capture); when a listener waits
+  for the end of statements (tracing: a span per statement), `after_cursor_execute` and
+  `handle_error` are sent too, with an execution context of their own to keep state on;
 - driver errors are raised as SQLAlchemy's `DBAPIError` subclasses, and a lost connection is
   invalidated, so retries and SERVICE_UNAVAILABLE work as before.
 """
@@ -30,6 +32,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.engine.base import ExceptionContextImpl
 from sqlalchemy.sql import Select
 
 Record = Sequence[Any]
@@ -167,20 +170,33 @@ def execute(
     if numbered:
         sql, names = _numbered(sql)
         values = [values[name] for name in names]
+    dispatch = conn.dispatch
+    # A span per statement (tracing) ends in `after_cursor_execute` or `handle_error`: only
+    # with listeners for those is there more to do than before (a context to keep it on).
+    ends = dispatch.after_cursor_execute or conn.dialect.dispatch.handle_error
+    execution = _Execution() if ends else None
     dbapi_connection = conn.connection
     cursor = dbapi_connection.cursor()
     try:
-        for listener in conn.dispatch.before_cursor_execute:
-            listener(conn, cursor, sql, values, None, False)
+        for listener in dispatch.before_cursor_execute:
+            listener(conn, cursor, sql, values, execution, False)
         cursor.execute(sql, values)
+        if execution is not None:
+            for listener in dispatch.after_cursor_execute:
+                listener(conn, cursor, sql, values, execution, False)
         if cursor.description is None:
             return []
         rows = cursor.fetchall()
         return [tuple(row) for row in rows] if numbered else list(rows)
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, exc, sql, params, cursor) from exc
+        raise _wrapped(conn, exc, sql, params, cursor, execution) from exc
     finally:
         cursor.close()
+
+
+class _Execution:
+    """Stands for Core's `ExecutionContext` in the events of one statement: listeners keep
+    what they need between `before_cursor_execute` and the end on it (a tracing span)."""
 
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
@@ -204,9 +220,11 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _wrapped(
-    conn: Connection, exc: Exception, sql: str, params: Any, cursor: Any
+    conn: Connection, exc: Exception, sql: str, params: Any, cursor: Any, execution: Any
 ) -> sa.exc.DBAPIError:
-    """The error Core would raise for `exc`; a lost connection is invalidated, as Core does."""
+    """The error Core would raise for `exc`; a lost connection is invalidated, and the
+    `handle_error` listeners are told, as Core does (a replacement error one returns is not
+    used)."""
     dialect = conn.dialect
     lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
     if lost:
@@ -220,6 +238,23 @@ def _wrapped(
         dialect=dialect,
     )
     assert isinstance(error, sa.exc.DBAPIError)
+    if execution is not None:
+        failure = ExceptionContextImpl(
+            exc,
+            error,
+            conn.engine,
+            dialect,
+            conn,
+            cursor,
+            sql,
+            params,
+            execution,
+            lost,
+            True,
+            False,
+        )
+        for listener in dialect.dispatch.handle_error:
+            listener(failure)
     return error
 
 

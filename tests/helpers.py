@@ -167,10 +167,11 @@ def _is_query(query: str, operation_name: str | None) -> bool:
 
 
 @asynccontextmanager
-async def serve(settings: Any) -> AsyncIterator[Api]:
-    """An app built from `settings`, running (lifespan included), reached over ASGI HTTP."""
+async def serve(settings: Any, **app_options: Any) -> AsyncIterator[Api]:
+    """An app built from `settings` (and `create_app`'s `app_options`), running (lifespan
+    included), reached over ASGI HTTP."""
     async with AsyncExitStack() as stack:
-        app, client = await _running(stack, settings)
+        app, client = await _running(stack, settings, **app_options)
         twin = None
         if DIFFERENTIAL:
             reference = settings.model_copy(update={"compiled_execution": False})
@@ -181,11 +182,11 @@ async def serve(settings: Any) -> AsyncIterator[Api]:
 
 
 async def _running(
-    stack: AsyncExitStack, settings: Any, services: Any = None
+    stack: AsyncExitStack, settings: Any, services: Any = None, **app_options: Any
 ) -> tuple[Any, httpx.AsyncClient]:
     from graphql_api.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, **app_options)
     await stack.enter_async_context(app.router.lifespan_context(app))
     if services is not None:
         app.state.services = services
