@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
 from sqlalchemy.engine import Connection, RowMapping
@@ -21,6 +21,9 @@ from graphql_api.observability import Metrics
 from graphql_api.settings import Settings
 from graphql_api.sql import AnyRow
 
+if TYPE_CHECKING:
+    from graphql_api.live.hub import Hub
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -34,6 +37,7 @@ class Services:
     tokens: Tokens
     passwords: Passwords
     metrics: Metrics
+    hub: Hub | None = None  # live updates (`graphql_api.live`)
 
 
 class Context:
@@ -75,6 +79,8 @@ class Context:
         """A scoped write; afterwards the loaders start empty, so nothing stale is shown."""
         result = await self.db.write(fn, *args, **kwargs)
         self.renew_loaders()
+        if self.services.hub is not None:  # SQLite has no NOTIFY: the hub hears it here
+            self.services.hub.committed(self.user_id)
         return result
 
     async def create(

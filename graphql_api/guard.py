@@ -20,6 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLInputType,
     GraphQLSchema,
+    OperationType,
     ValuesOfCorrectTypeRule,
     Visitor,
     parse,
@@ -284,6 +285,8 @@ class RequestGuard(SchemaExtension):
             shape = self.checked.shapes[name]
             for check in (self._authenticated, self._without_nul, self._within_cost):
                 if (error := check(execution, operation, shape)) is not None:
+                    if operation.operation is OperationType.SUBSCRIPTION:
+                        raise error  # Strawberry starts a subscription whatever `result` says
                     execution.result = GraphQLExecutionResult(data=None, errors=[error])
                     break
         yield
