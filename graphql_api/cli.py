@@ -110,7 +110,9 @@ def _purge(args: argparse.Namespace, settings: Settings) -> None:
         f"Purged what was trashed before {result.trashed_before.isoformat(timespec='seconds')}, "
         "with its tag links, subtask links and messages:\n"
         f"  tasks: {counts.tasks}\n  tags: {counts.tags}\n"
-        f"  conversations: {counts.conversations}\n  users: {result.users}"
+        f"  conversations: {counts.conversations}\n  users: {result.users}\n"
+        "Forgot the change feed's entries from before "
+        f"{result.changes_before.isoformat(timespec='seconds')}: {result.changes}"
     )
 
 
@@ -205,7 +207,8 @@ def parser() -> argparse.ArgumentParser:
         "purge",
         help="delete for good, across all users, what has been in the trash over DAYS days",
         description="Delete for good, across all users, the tasks, tags and conversations "
-        "trashed more than DAYS days ago, with their tag links, subtask links and messages. "
+        "trashed more than DAYS days ago, with their tag links, subtask links and messages, "
+        "and the change feed's entries older than CHANGES_RETENTION_DAYS. "
         "Run it as the tables' owner, like migrate.",
     )
     purge.add_argument(

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from graphql_api.auth import Passwords, Tokens
+from graphql_api.changes.record import recording
 from graphql_api.conversations import repository as conversations
 from graphql_api.db import allow_account_lookup, create_engine, scope_to_user
 from graphql_api.models import (
@@ -52,7 +53,7 @@ def token_for(settings: Settings, email: str, *, create: bool) -> str:
 def seed_demo(settings: Settings) -> bool:
     """A demo user with tags, tasks, subtasks and a conversation, if the database is empty."""
     engine = create_engine(settings, request_limits=False)
-    with engine.begin() as conn:
+    with engine.begin() as conn, recording(conn):  # the demo content starts the user's feed
         allow_account_lookup(conn)
         if conn.execute(sa.select(sa.func.count()).select_from(USERS)).scalar_one():
             return False

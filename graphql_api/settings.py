@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         3600, gt=0, description="The sign-up window; past the limit, an address waits this long."
     )
 
+    changes_retention_days: float = Field(
+        30,
+        ge=0,
+        description="How long the change feed keeps a change: `graphql-api purge` deletes older "
+        "ones, and a `since` before them answers CURSOR_EXPIRED (0: the purge forgets all).",
+    )
     use_dataloaders: bool = Field(
         True,
         description="Batch relationship loads. Off only to measure the naive path (benchmark).",

@@ -49,6 +49,10 @@ class Attack:
 
 Q = "query"
 M = "mutation"
+CHANGE_PAGE = (
+    "cursor hasMore changes { cursor kind id node { id "
+    "... on Task { title description } ... on Message { content } } }"
+)
 ATTACKS: list[Attack] = [
     # --- queries ---
     Attack("me", "{ me { id email name } }", expect="NOTHING_OF_THE_VICTIM"),
@@ -185,6 +189,13 @@ ATTACKS: list[Attack] = [
     Attack(
         "conversations",
         "{ conversations(filter: {deleted: true}) { totalCount nodes { id messages { nodes { content } } } } }",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    Attack("changes", f"{{ changes {{ {CHANGE_PAGE} }} }}", expect="NOTHING_OF_THE_VICTIM"),
+    Attack(  # a cursor is a position: in the attacker's own feed, it names the attacker's own
+        "changes",
+        f"{Q}($c: String) {{ changes(since: $c, first: 100) {{ {CHANGE_PAGE} }} }}",
+        {"c": "victim.cursor.changes"},
         expect="NOTHING_OF_THE_VICTIM",
     ),
     Attack(
@@ -476,6 +487,7 @@ async def _populate(api: Api, user: Account, prefix: str, label: str) -> dict[st
     tags_cursor = (await run("{ tags(first: 1) { pageInfo { endCursor } } }"))["tags"]["pageInfo"][
         "endCursor"
     ]
+    changes_cursor = (await run("{ changes(first: 2) { cursor } }"))["changes"]["cursor"]
     return {
         f"{prefix}.user": user.id,
         f"{prefix}.email": user.email,
@@ -489,6 +501,7 @@ async def _populate(api: Api, user: Account, prefix: str, label: str) -> dict[st
         f"{prefix}.message": message,
         f"{prefix}.cursor.tasks": tasks_cursor,
         f"{prefix}.cursor.tags": tags_cursor,
+        f"{prefix}.cursor.changes": changes_cursor,
     }
 
 

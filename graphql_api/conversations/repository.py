@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from graphql_api.changes.record import Kind, note
 from graphql_api.errors import Conflict, NotFound
 from graphql_api.models import (
     CONVERSATIONS,
@@ -186,8 +187,13 @@ def _lock_live(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> Ro
 
 
 def _update(
-    conn: Connection, user_id: str, conversation_id: uuid.UUID, values: dict[str, Any]
+    conn: Connection,
+    user_id: str,
+    conversation_id: uuid.UUID,
+    values: dict[str, Any],
+    kind: Kind = "UPDATED",
 ) -> RowMapping:
+    note(conn, user_id, kind, "Conversation", conversation_id)
     return (
         conn.execute(
             sa.update(CONVERSATIONS)
@@ -203,10 +209,12 @@ def _update(
 def create_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
     values = validate(ConversationFields, fields).model_dump()
     now = utcnow()
+    conversation_id = uuid.uuid4()
+    note(conn, user_id, "CREATED", "Conversation", conversation_id)
     return (
         conn.execute(
             sa.insert(CONVERSATIONS)
-            .values(**values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now)
+            .values(**values, user_id=user_id, id=conversation_id, created_at=now, updated_at=now)
             .returning(CONVERSATIONS)
         )
         .mappings()
@@ -235,7 +243,7 @@ def delete_conversation(conn: Connection, user_id: str, conversation_id: uuid.UU
     current = _lock(conn, user_id, conversation_id)
     if current["deleted_at"] is not None:
         return current
-    return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()})
+    return _update(conn, user_id, conversation_id, {"deleted_at": utcnow()}, "DELETED")
 
 
 def restore_conversation(conn: Connection, user_id: str, conversation_id: uuid.UUID) -> RowMapping:
@@ -243,7 +251,7 @@ def restore_conversation(conn: Connection, user_id: str, conversation_id: uuid.U
     current = _lock(conn, user_id, conversation_id)
     if current["deleted_at"] is None:
         return current
-    return _update(conn, user_id, conversation_id, {"deleted_at": None})
+    return _update(conn, user_id, conversation_id, {"deleted_at": None}, "RESTORED")
 
 
 def post_message(
@@ -253,13 +261,15 @@ def post_message(
     values = validate(MessageFields, fields).model_dump()
     _lock_live(conn, user_id, conversation_id)
     now = utcnow()
+    message_id = uuid.uuid4()
+    note(conn, user_id, "CREATED", "Message", message_id)
     message = (
         conn.execute(
             sa.insert(MESSAGES)
             .values(
                 **values,
                 user_id=user_id,
-                id=uuid.uuid4(),
+                id=message_id,
                 conversation_id=conversation_id,
                 created_at=now,
             )

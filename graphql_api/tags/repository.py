@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from graphql_api.changes.record import Kind, note
 from graphql_api.db import contains, like_pattern
 from graphql_api.errors import Conflict, NotFound
 from graphql_api.models import TAGS, TASK_TAGS, TASKS, TagFields, utcnow
@@ -193,11 +194,13 @@ def _duplicate(name: str) -> Conflict:
     return Conflict(f"A tag named {name!r} exists already.", field="name")
 
 
-def _write_named(conn: Connection, statement: Any, name: str) -> RowMapping:
+def _write_named(conn: Connection, statement: Any, name: str, kind: Kind) -> RowMapping:
     try:
-        return conn.execute(statement.returning(TAGS)).mappings().one()
+        row = conn.execute(statement.returning(TAGS)).mappings().one()
     except IntegrityError as exc:  # a concurrent writer took the name after our check
         raise _duplicate(name) from exc
+    note(conn, row["user_id"], kind, "Tag", row["id"])
+    return row
 
 
 def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMapping:
@@ -208,7 +211,7 @@ def create_tag(conn: Connection, user_id: str, fields: dict[str, Any]) -> RowMap
     statement = sa.insert(TAGS).values(
         **values, user_id=user_id, id=uuid.uuid4(), created_at=now, updated_at=now
     )
-    return _write_named(conn, statement, values["name"])
+    return _write_named(conn, statement, values["name"], "CREATED")
 
 
 def _lock_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
@@ -247,7 +250,7 @@ def update_tag(
         .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
         .values(**values, updated_at=utcnow())
     )
-    return _write_named(conn, statement, values.get("name", current["name"]))
+    return _write_named(conn, statement, values.get("name", current["name"]), "UPDATED")
 
 
 def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
@@ -256,6 +259,7 @@ def delete_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping:
     if current["deleted_at"] is not None:
         return current
     now = utcnow()
+    note(conn, user_id, "DELETED", "Tag", tag_id)
     return (
         conn.execute(
             sa.update(TAGS)
@@ -285,7 +289,7 @@ def restore_tag(conn: Connection, user_id: str, tag_id: uuid.UUID) -> RowMapping
         .where(TAGS.c.user_id == user_id, TAGS.c.id == tag_id)
         .values(deleted_at=None, updated_at=utcnow())
     )
-    return _write_named(conn, statement, name)
+    return _write_named(conn, statement, name, "RESTORED")
 
 
 def task_counts_by_tag(conn: Connection, user_id: str) -> list[tuple[RowMapping, int]]:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import ColumnElement
 
+from graphql_api.changes.record import Kind, note
 from graphql_api.db import contains, like_pattern
 from graphql_api.errors import BadUserInput, Conflict, NotFound
 from graphql_api.models import (
@@ -354,6 +355,7 @@ def create_task(
         .mappings()
         .one()
     )
+    note(conn, user_id, "CREATED", "Task", task_id)
     attach_tags(conn, user_id, task_id, tag_ids)
     if parent_id is not None:
         conn.execute(
@@ -361,12 +363,18 @@ def create_task(
                 user_id=user_id, parent_task_id=parent_id, child_task_id=task_id
             )
         )
+        note(conn, user_id, "UPDATED", "Task", parent_id)  # its subtasks
     return row
 
 
 def _update(
-    conn: Connection, user_id: str, task_id: uuid.UUID, values: dict[str, Any]
+    conn: Connection,
+    user_id: str,
+    task_id: uuid.UUID,
+    values: dict[str, Any],
+    kind: Kind = "UPDATED",
 ) -> RowMapping:
+    note(conn, user_id, kind, "Task", task_id)
     return (
         conn.execute(
             sa.update(TASKS)
@@ -403,7 +411,7 @@ def delete_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMappin
     current = lock_task(conn, user_id, task_id)
     if current["deleted_at"] is not None:
         return current
-    return _update(conn, user_id, task_id, {"deleted_at": utcnow()})
+    return _update(conn, user_id, task_id, {"deleted_at": utcnow()}, "DELETED")
 
 
 def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMapping:
@@ -411,7 +419,7 @@ def restore_task(conn: Connection, user_id: str, task_id: uuid.UUID) -> RowMappi
     current = lock_task(conn, user_id, task_id)
     if current["deleted_at"] is None:
         return current
-    return _update(conn, user_id, task_id, {"deleted_at": None})
+    return _update(conn, user_id, task_id, {"deleted_at": None}, "RESTORED")
 
 
 def task_not_found(label: str) -> NotFound:
@@ -459,6 +467,7 @@ def complete_tasks(
     now = utcnow()
     changed = [task_id for task_id, row in found.items() if row["completed"] != completed]
     if changed:
+        note(conn, user_id, "UPDATED", "Task", changed)
         updated = conn.execute(
             sa.update(TASKS)
             .where(TASKS.c.user_id == user_id, TASKS.c.id.in_(changed))
@@ -480,6 +489,7 @@ def delete_tasks(
     found = _lock_tasks(conn, user_id, task_ids, labels, live=False)
     live = [task_id for task_id, row in found.items() if row["deleted_at"] is None]
     if live:
+        note(conn, user_id, "DELETED", "Task", live)
         now = utcnow()
         trashed = conn.execute(
             sa.update(TASKS)
@@ -534,6 +544,7 @@ def add_subtask(
                 user_id=user_id, parent_task_id=parent_id, child_task_id=child_id
             )
         )
+        note(conn, user_id, "UPDATED", "Task", [parent_id, child_id])  # subtasks, parents
     return parent
 
 
@@ -543,13 +554,15 @@ def remove_subtask(
     """Unlink a subtask from its parent (idempotent)."""
     parent = lock_live_task(conn, user_id, parent_id)
     lock_task(conn, user_id, child_id)
-    conn.execute(
+    unlinked = conn.execute(
         sa.delete(TASK_RELATIONSHIPS).where(
             TASK_RELATIONSHIPS.c.user_id == user_id,
             TASK_RELATIONSHIPS.c.parent_task_id == parent_id,
             TASK_RELATIONSHIPS.c.child_task_id == child_id,
         )
-    )
+    ).rowcount
+    if unlinked:
+        note(conn, user_id, "UPDATED", "Task", [parent_id, child_id])  # subtasks, parents
     return parent
 
 
@@ -591,18 +604,21 @@ def attach_tags(
             sa.insert(TASK_TAGS),
             [{"user_id": user_id, "task_id": task_id, "tag_id": tag_id} for tag_id in new],
         )
+        note(conn, user_id, "UPDATED", "Task", task_id)  # its tags
 
 
 def _detach_tags(
     conn: Connection, user_id: str, task_id: uuid.UUID, tag_ids: Iterable[uuid.UUID]
 ) -> None:
-    conn.execute(
+    detached = conn.execute(
         sa.delete(TASK_TAGS).where(
             TASK_TAGS.c.user_id == user_id,
             TASK_TAGS.c.task_id == task_id,
             TASK_TAGS.c.tag_id.in_(list(tag_ids)),
         )
-    )
+    ).rowcount
+    if detached:
+        note(conn, user_id, "UPDATED", "Task", task_id)  # its tags
 
 
 def set_task_tags(
