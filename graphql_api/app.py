@@ -134,19 +134,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     check_production_settings(settings)
+    hub = Hub(
+        queue_size=settings.ws_queue_size,
+        listen_dsn=_listen_dsn(settings),
+        connect_timeout=settings.db_pool_timeout,
+    )
     services = Services(
         settings=settings,
         database=Database(settings),
         tokens=Tokens(settings),
         passwords=Passwords(settings),
         metrics=Metrics(),
-        hub=Hub(
-            queue_size=settings.ws_queue_size,
-            listen_dsn=_listen_dsn(settings),
-            connect_timeout=settings.db_pool_timeout,
-        ),
+        hub=hub,
     )
     Metrics.count_statements(services.database.engine)
+    services.metrics.watch(hub)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -156,8 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         yield
-        assert services.hub is not None
-        await services.hub.close()
+        await hub.close()
         await services.tokens.aclose()
         await services.database.dispose()
 

@@ -43,6 +43,8 @@ class Services:
 class Context:
     """Built once per request. Nothing in it comes from the client except the verified token."""
 
+    over_websocket = False  # an operation on a WebSocket (`graphql_api.live`): it may stream
+
     def __init__(
         self,
         services: Services,

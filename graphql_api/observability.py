@@ -14,12 +14,15 @@ import re
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import event
 from strawberry.extensions import SchemaExtension
+
+if TYPE_CHECKING:
+    from graphql_api.live.hub import Hub
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -92,7 +95,27 @@ class Metrics:
             buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89),
             registry=self.registry,
         )
+        self.websocket_closes = Counter(
+            "graphql_websocket_closes_total",
+            "WebSocket connections the server closed, by close code (4013: too slow, 4403: "
+            "token refused or expired, ...).",
+            ["code"],
+            registry=self.registry,
+        )
         self._names: set[str] = set()
+
+    def watch(self, hub: Hub) -> None:
+        """Live updates' gauges, read from the hub when scraped."""
+        Gauge(
+            "graphql_websocket_connections",
+            "WebSocket connections signed in to this process.",
+            registry=self.registry,
+        ).set_function(lambda: hub.connections)
+        Gauge(
+            "graphql_subscriptions",
+            "Subscriptions waiting for changes in this process.",
+            registry=self.registry,
+        ).set_function(lambda: hub.subscriptions)
 
     def operation_label(self, name: str | None) -> str:
         if not name or not _OPERATION_NAME.match(name):

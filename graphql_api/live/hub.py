@@ -140,6 +140,10 @@ class Hub:
     def subscriptions(self) -> int:
         return sum(map(len, self._subscribers.values()))
 
+    @property
+    def connections(self) -> int:
+        return sum(self._connections.values())
+
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()

@@ -16,13 +16,14 @@ from typing import Annotated
 
 import strawberry
 from sqlalchemy.engine import Connection
+from strawberry.types.nodes import SelectedField, Selection
 
 from graphql_api.changes import cursor
 from graphql_api.changes.repository import ChangeRecord, changes_after, last_seq
 from graphql_api.changes.types import Change
 from graphql_api.context import Info
 from graphql_api.conversations.types import Message
-from graphql_api.errors import ApiError, ServiceUnavailable, Unauthenticated
+from graphql_api.errors import ServiceUnavailable, Unauthenticated
 from graphql_api.live.websocket import FORBIDDEN, TOO_SLOW, TRY_AGAIN_LATER, LiveContext
 from graphql_api.loaders import load_all, load_existing
 from graphql_api.relay import decode_uuid
@@ -44,16 +45,9 @@ ConversationId = Annotated[
 ]
 
 
-class NotOverWebSocket(ApiError):
-    code = "BAD_REQUEST"
-
-
 def _live(info: Info) -> LiveContext:
     context = info.context
-    if not isinstance(context, LiveContext):
-        raise NotOverWebSocket(
-            "Subscriptions run over a WebSocket on /graphql (graphql-transport-ws)."
-        )
+    assert isinstance(context, LiveContext)  # `RequestGuard` refuses subscriptions elsewhere
     return context
 
 
@@ -73,7 +67,7 @@ class Subscription:
     async def changes(self, info: Info, since: Since = None) -> AsyncGenerator[Change, None]:
         context = _live(info)
         start = await context.db.read(_start, None if since is None else cursor.decode(since))
-        return _changes(context, start)
+        return _changes(context, start, with_nodes=_selects(info, "node"))
 
     @strawberry.subscription(
         description="The messages posted to one conversation from now on, oldest first (for "
@@ -97,11 +91,43 @@ def _start(connection: Connection, user_id: str, since: int | None) -> int:
     return since
 
 
-async def _changes(context: LiveContext, start: int) -> AsyncGenerator[Change, None]:
+def _selects(info: Info, name: str) -> bool:
+    """Whether the field's selection (fragments included) asks for a field `name`."""
+    pending: list[Selection] = [s for field in info.selected_fields for s in field.selections]
+    while pending:
+        selection = pending.pop()
+        if isinstance(selection, SelectedField) and selection.name == name:
+            return True
+        if not isinstance(selection, SelectedField):
+            pending += selection.selections
+    return False
+
+
+async def _changes(
+    context: LiveContext, start: int, *, with_nodes: bool
+) -> AsyncGenerator[Change, None]:
     async with aclosing(_pages(context, start)) as pages:
         async for records in pages:
+            if with_nodes:
+                await _load_nodes(context, records)
             for record in records:
                 yield Change.from_record(record)
+
+
+async def _load_nodes(context: LiveContext, records: list[ChangeRecord]) -> None:
+    """Load a page's objects in one statement per type, into the loaders each change's
+    `node` reads from: its changes then go out without a database round trip each."""
+    loaders = context.loaders
+    by_type = {
+        "Task": loaders.task_by_id,
+        "Tag": loaders.tag_by_id,
+        "Conversation": loaders.conversation_by_id,
+        "Message": loaders.message_by_id,
+    }
+    for type_name, loader in by_type.items():
+        ids = [record.object_id for record in records if record.type == type_name]
+        if ids:
+            await load_all(loader, ids)
 
 
 async def _messages(
@@ -110,11 +136,13 @@ async def _messages(
     async with aclosing(_pages(context, start)) as pages:
         async for records in pages:
             posted = [r.object_id for r in records if r.type == "Message" and r.kind == "CREATED"]
-            for row in await load_all(context.loaders.message_by_id, posted):
-                if row is not None:
-                    message = Message.from_row(row)
-                    if message.conversation_id == conversation_id:
-                        yield message
+            rows = [row for row in await load_all(context.loaders.message_by_id, posted) if row]
+            messages = [Message.from_row(row) for row in rows]
+            messages = [m for m in messages if m.conversation_id == conversation_id]
+            if messages:  # their `conversation`, loaded once for the page
+                await context.loaders.conversation_by_id.load(conversation_id)
+            for message in messages:
+                yield message
             if any(
                 r.type == "Conversation" and r.kind == "DELETED" and r.object_id == conversation_id
                 for r in records

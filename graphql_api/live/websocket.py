@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
+from prometheus_client import Counter
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -80,6 +81,8 @@ class Handshake:
 class LiveContext(Context):
     """The context of one operation on a WebSocket connection."""
 
+    over_websocket = True
+
     def __init__(self, services: Services, principal: Principal, socket: LiveSocket) -> None:
         super().__init__(services, principal, client_address=socket.client_address)
         self.socket = socket
@@ -97,11 +100,11 @@ def _reason(text: str) -> str:
 
 
 class LiveSocket(ASGIWebSocketAdapter):
-    """Strawberry's WebSocket adapter, closed once and silent from then on: a subscription
-    may ask for the close while another operation is sending."""
+    """Strawberry's WebSocket adapter, closed once: a subscription may ask for the close
+    while another operation is sending. Nothing is sent once the close is asked for."""
 
     closed = False
-    """No message goes out any more (the close frame is sent, or about to be)."""
+    closes: Counter | None = None  # the metric, by close code
     _close_task: asyncio.Task[None] | None = None
 
     def __init__(self, view: Any, request: Any, response: Any) -> None:
@@ -110,19 +113,32 @@ class LiveSocket(ASGIWebSocketAdapter):
         self.client_address = client.host if client else "unknown"
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        if not self.closed:
-            await super().send_json(message)
+        """As text frames, as the protocol has it (the view's encoder answers bytes)."""
+        if self.closed:
+            raise WebSocketDisconnected  # ends the operation that sends
+        data = self.view.encode_json(message)
+        try:
+            await self.ws.send_text(data.decode() if isinstance(data, bytes) else data)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
+        if not self._closing(code):
             await self._close(code, reason)
 
     def close_soon(self, code: int, reason: str) -> None:
-        """`close`, from where awaiting is not possible; nothing more is sent from now on."""
-        if not self.closed:
-            self.closed = True
+        """`close`, from where awaiting is not possible."""
+        if not self._closing(code):
             self._close_task = asyncio.create_task(self._close(code, reason))
+
+    def _closing(self, code: int) -> bool:
+        """Whether a close was asked for already; if not, it is now."""
+        if self.closed:
+            return True
+        self.closed = True
+        if self.closes is not None:
+            self.closes.labels(str(code)).inc()
+        return False
 
     async def _close(self, code: int, reason: str) -> None:
         log.info("Closing a WebSocket: %s %s", code, reason)
@@ -138,6 +154,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.websocket.closes = self.services.metrics.websocket_closes
         self.principal: Principal | None = None
         self._admitted = False
         self._expiry: asyncio.TimerHandle | None = None
