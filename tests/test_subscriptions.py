@@ -510,3 +510,33 @@ HEAVY_CHANGES = (  # 13 KB a change: a few commits fill the socket's buffers
 COMPLETE_TASKS = (
     "mutation($ids: [ID!]!, $done: Boolean!) { completeTasks(ids: $ids, completed: $done) { id } }"
 )
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+
+async def test_on_sqlite_subscriptions_hear_the_writes_of_their_own_process(tmp_path: Path) -> None:
+    """SQLite has no NOTIFY: a process announces its own writes to its subscriptions (README:
+    with several workers, a subscriber hears of the writes of its own worker only)."""
+    log = tmp_path / "server.log"
+    with (
+        live.running_server(f"sqlite:///{tmp_path / 'api.db'}", log) as base,
+        server_log_clean(log),
+    ):
+        token = await sign_up(base, "sqlite@example.com")
+        since = await feed_cursor(base, token)
+        async with signed_in(base, token) as socket:
+            await socket.subscribe("1", CHANGES, {"since": since})
+            await create_task(base, token, "Replayed")
+            replayed = await change_of(socket)
+            await create_task(base, token, "Live")
+            live_change = await change_of(socket)
+        await create_task(base, token, "Missed")
+        async with signed_in(base, token) as socket:
+            await socket.subscribe("1", CHANGES, {"since": live_change["cursor"]})
+            missed = await change_of(socket)
+    assert titles([replayed, live_change, missed]) == [
+        ("CREATED", "Replayed"),
+        ("CREATED", "Live"),
+        ("CREATED", "Missed"),
+    ]
