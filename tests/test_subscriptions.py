@@ -8,7 +8,10 @@ SQLite, where subscriptions hear of the writes of their own process only, has a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +28,7 @@ import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 
-from graphql_api.cli import migrate
+from graphql_api.cli import PROJECT_ROOT, migrate
 from tests import live
 from tests.conftest import (
     JWT_SECRET,
@@ -37,6 +40,7 @@ from tests.conftest import (
 from tests.tools import require_test_database
 from tests.ws import (
     CHANGES,
+    WAIT_SECONDS,
     Closed,
     GraphQLSocket,
     connect,
@@ -277,6 +281,82 @@ async def test_a_client_whose_server_dies_mid_stream_resumes_on_another_without_
 async def _create_tasks(base: str, token: str, count: int) -> None:
     for n in range(count):
         await create_task(base, token, f"Task {n}")
+
+
+GRAPHQL_WS = PROJECT_ROOT / "tests" / "graphql_ws"  # package.json, package-lock.json, subscribe.mjs
+
+
+def install_graphql_ws() -> Path:
+    """`npm ci` of the committed lockfile into tests/.work/graphql-ws (redone when it changes)."""
+    folder = live.NODE_WORK / "graphql-ws"
+    files = ["package.json", "package-lock.json", "subscribe.mjs"]
+    digest = hashlib.sha256(
+        b"".join((GRAPHQL_WS / name).read_bytes() for name in files)
+    ).hexdigest()
+    marker = folder / ".installed"
+    if not marker.exists() or marker.read_text() != digest:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copy(GRAPHQL_WS / name, folder / name)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        marker.write_text(digest)
+    return folder
+
+
+async def test_the_graphql_ws_client_under_node_resumes_on_another_server_when_its_own_dies(
+    needs_npm: None, database: str, other_server: str, tmp_path: Path
+) -> None:
+    folder = await asyncio.to_thread(install_graphql_ws)
+    with live.live_server(database, tmp_path / "dying.log", **SERVE) as (dying, process):
+        token = await sign_up(dying, email("graphql-ws"))
+        config = {
+            "urls": [ws_url(dying), ws_url(other_server)],
+            "token": token,
+            "since": await feed_cursor(dying, token),
+            "count": 11,
+        }
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "subscribe.mjs",
+            json.dumps(config),
+            cwd=folder,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            writes = asyncio.create_task(_create_tasks(other_server, token, 10))
+            received = [await _printed(node)]
+            process.send_signal(signal.SIGKILL)
+            await writes
+            while len(received) < 10:
+                received.append(await _printed(node))
+            await create_task(other_server, token, "After the failover")
+            received.append(await _printed(node))
+            assert await asyncio.wait_for(node.wait(), WAIT_SECONDS) == 0
+        finally:
+            if node.returncode is None:
+                node.kill()
+                await node.wait()
+    assert titles(received) == [("CREATED", f"Task {n}") for n in range(10)] + [
+        ("CREATED", "After the failover")
+    ]
+
+
+async def _printed(node: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The next change the Node.js client printed."""
+    assert node.stdout is not None
+    assert node.stderr is not None
+    line = await asyncio.wait_for(node.stdout.readline(), WAIT_SECONDS)
+    if not line:
+        pytest.fail(f"the graphql-ws client ended: {(await node.stderr.read()).decode()}")
+    change: dict[str, Any] = json.loads(line)
+    return change
 
 
 # --- messagePosted ----------------------------------------------------------------------------

@@ -160,9 +160,20 @@ async def feed_cursor(base: str, token: str) -> str:
 async def metric(base: str, series: str) -> float:
     """A series of the server's /metrics (`name` or `name{label="value"}`); 0 if absent."""
     async with httpx.AsyncClient(timeout=WAIT_SECONDS) as client:
-        text = (await client.get(f"{base}/metrics")).text
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+        return _series((await client.get(f"{base}/metrics")).text, series)
+
+
+def _series(metrics: str, series: str) -> float:
+    found = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def wait_for_subscriptions(base: str, count: int) -> None:
+    """`until_subscriptions`, for a test without an event loop (Playwright's sync API)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while _series(httpx.get(f"{base}/metrics").text, "graphql_subscriptions") != count:
+        assert time.monotonic() < deadline, f"the server never had {count} subscriptions"
+        time.sleep(0.05)
 
 
 async def until_metric(base: str, series: str, value: float) -> None:
