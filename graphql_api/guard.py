@@ -283,7 +283,7 @@ class RequestGuard(SchemaExtension):
             assert self.checked is not None
             name = operation.name.value if operation.name else None
             shape = self.checked.shapes[name]
-            checks = (self._transported, self._authenticated, self._without_nul, self._within_cost)
+            checks = (self._authenticated, self._without_nul, self._within_cost, self._transported)
             for check in checks:
                 if (error := check(execution, operation, shape)) is not None:
                     if execution.context.over_websocket:

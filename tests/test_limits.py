@@ -108,21 +108,26 @@ async def test_batched_requests_are_refused(limited: Api, user: Account) -> None
 
 def repository_operations() -> list[tuple[str, str | None]]:
     """(document, operation name) of every operation the repository sends: the benchmark's,
-    one per file, and the examples', which share fragments across files."""
+    one per file, and the examples', each with its file and the fragments it spreads."""
     bench = [
         (path.read_text(), None)
         for path in sorted((PROJECT_ROOT / "bench" / "operations").glob("*.graphql"))
     ]
-    examples = "\n".join(
-        path.read_text()
-        for path in sorted((PROJECT_ROOT / "examples" / "operations").glob("*.graphql"))
-    )
-    names = [
-        d.name.value
-        for d in parse(examples).definitions
-        if isinstance(d, OperationDefinitionNode) and d.name
-    ]
-    return bench + [(examples, name) for name in names]
+    folder = PROJECT_ROOT / "examples" / "operations"
+    fragments = (folder / "fragments.graphql").read_text()
+    examples = []
+    for path in sorted(folder.glob("*.graphql")):
+        text = path.read_text()
+        if path.name == "fragments.graphql":
+            continue
+        if "...TaskFields" in text:
+            text += "\n" + fragments
+        examples += [
+            (text, d.name.value)
+            for d in parse(text).definitions
+            if isinstance(d, OperationDefinitionNode) and d.name
+        ]
+    return bench + examples
 
 
 @pytest.mark.parametrize(("document", "name"), repository_operations())
