@@ -268,11 +268,16 @@ def _is_list(graphql_type: Any) -> bool:
     return isinstance(graphql_type, GraphQLList)
 
 
+PAGE_TYPES = ("Connection", "ChangePage")
+"""Types (by name suffix) whose lists are the page their field's `first` sized already."""
+
+
 class _CostEstimator:
     """Fields an operation may resolve: each field counts 1, and a list multiplies what it
-    holds by the page size it asks for (`first`/`last`, 20 by default), or by
-    ASSUMED_LIST_SIZE for an unpaginated list. The lists of a connection (edges, nodes) are
-    the page itself and do not multiply again. Each fragment is estimated once."""
+    holds by the page size it asks for (`first`/`last`; without it, the argument's default,
+    or 20), or by ASSUMED_LIST_SIZE for an unpaginated list. The lists of a connection (edges,
+    nodes) or of a `ChangePage` are the page itself and do not multiply again. Each fragment
+    is estimated once."""
 
     def __init__(
         self,
@@ -328,10 +333,11 @@ class _CostEstimator:
                 value = value_from_ast_untyped(argument.value, self.variables)
                 return value if isinstance(value, int) and value > 0 else 1
         if "first" in field.args:
-            return DEFAULT_PAGE_SIZE
+            default = field.args["first"].default_value  # `changes` pages 100 by default
+            return default if isinstance(default, int) and default > 0 else DEFAULT_PAGE_SIZE
         named_parent = get_named_type(parent)
         in_connection = isinstance(named_parent, GraphQLObjectType) and named_parent.name.endswith(
-            "Connection"
+            PAGE_TYPES
         )
         return ASSUMED_LIST_SIZE if _is_list(field.type) and not in_connection else 1
 

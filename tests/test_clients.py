@@ -89,6 +89,7 @@ def test_every_example_operation_validates_against_the_committed_schema() -> Non
         "SetTaskTags",
         "ConversationMessages",
         "PostMessage",
+        "Changes",
     } <= operation_names(example_documents())
 
 

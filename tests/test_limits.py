@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from graphql import OperationDefinitionNode, get_introspection_query, parse
+from graphql import (
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    Node,
+    OperationDefinitionNode,
+    Visitor,
+    get_introspection_query,
+    parse,
+    print_ast,
+    visit,
+)
 
 from graphql_api.cli import PROJECT_ROOT
 from graphql_api.settings import Settings
@@ -108,26 +118,54 @@ async def test_batched_requests_are_refused(limited: Api, user: Account) -> None
 
 def repository_operations() -> list[tuple[str, str | None]]:
     """(document, operation name) of every operation the repository sends: the benchmark's,
-    one per file, and the examples', each with its file and the fragments it spreads."""
+    one per file, and the examples', which share fragments across files: each with the
+    fragments it spreads, as a client (the codegen's typed documents) sends it."""
     bench = [
         (path.read_text(), None)
         for path in sorted((PROJECT_ROOT / "bench" / "operations").glob("*.graphql"))
     ]
-    folder = PROJECT_ROOT / "examples" / "operations"
-    fragments = (folder / "fragments.graphql").read_text()
-    examples = []
-    for path in sorted(folder.glob("*.graphql")):
-        text = path.read_text()
-        if path.name == "fragments.graphql":
-            continue
-        if "...TaskFields" in text:
-            text += "\n" + fragments
-        examples += [
-            (text, d.name.value)
-            for d in parse(text).definitions
-            if isinstance(d, OperationDefinitionNode) and d.name
-        ]
-    return bench + examples
+    examples = parse(
+        "\n".join(
+            path.read_text()
+            for path in sorted((PROJECT_ROOT / "examples" / "operations").glob("*.graphql"))
+        )
+    )
+    fragments = {
+        d.name.value: d for d in examples.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [
+        d for d in examples.definitions if isinstance(d, OperationDefinitionNode) and d.name
+    ]
+    return bench + [
+        (_with_fragments(operation, fragments), operation.name.value)
+        for operation in operations
+        if operation.name
+    ]
+
+
+def _with_fragments(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]
+) -> str:
+    """The operation's text and the fragments it spreads, directly or through others."""
+    needed: dict[str, FragmentDefinitionNode] = {}
+    pending: list[Node] = [operation]
+    while pending:
+        for spread in _spreads(pending.pop()):
+            if spread not in needed:
+                needed[spread] = fragments[spread]
+                pending.append(fragments[spread])
+    return "\n".join(print_ast(node) for node in [operation, *needed.values()])
+
+
+def _spreads(node: Node) -> list[str]:
+    names: list[str] = []
+
+    class Spreads(Visitor):
+        def enter_fragment_spread(self, spread: FragmentSpreadNode, *_: Any) -> None:
+            names.append(spread.name.value)
+
+    visit(node, Spreads())
+    return names
 
 
 @pytest.mark.parametrize(("document", "name"), repository_operations())
@@ -153,3 +191,18 @@ async def test_introspection_fits_the_default_limits(api: Api) -> None:
 def test_the_default_depth_is_tight() -> None:
     """The deepest operation in the repository decides the default depth (plus headroom 2)."""
     assert Settings(_env_file=None).max_depth <= 8  # type: ignore[call-arg]
+
+
+def test_a_page_of_changes_costs_its_page_size_once() -> None:
+    """`changes(first)` sizes the page; the list of changes inside it is that page (as a
+    connection's `nodes` are), and its default page is 100, not the connections' 20."""
+    from graphql_api.limits import operation_cost
+    from graphql_api.schema import schema
+
+    def cost(query: str) -> int:
+        operation = parse(query).definitions[0]
+        assert isinstance(operation, OperationDefinitionNode)
+        return operation_cost(schema._schema, operation, {}, {})
+
+    assert cost("{ changes { cursor changes { id kind } } }") == 1 + 100 * (1 + 1 + 2)
+    assert cost("{ changes(first: 10) { cursor changes { id kind } } }") == 1 + 10 * (1 + 1 + 2)
