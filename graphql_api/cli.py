@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         # graphql_api/bounded_http.py for httptools, which uvicorn leaves unbounded.
         http=_http_protocol(),
         h11_max_incomplete_event_size=settings.max_header_bytes + settings.max_body_bytes,
+        ws_max_size=settings.max_body_bytes,  # a WebSocket message: as large as a request body
     )
 
 

@@ -155,5 +155,7 @@ class MetricsExtension(SchemaExtension):
         result = execution.result
         outcome = "error" if result is None or result.errors else "ok"
         metrics.requests.labels(label, kind, outcome).inc()
+        if kind == "subscription":  # it lasts as long as its client wants: no latency to speak of
+            return
         metrics.latency.labels(label).observe(time.perf_counter() - started)
         metrics.statements.labels(label).observe(context.db.statements)

@@ -515,6 +515,14 @@ async def test_connections_per_user_and_operations_per_connection_are_limited(
         )
 
 
+async def test_a_message_larger_than_a_request_body_closes_the_connection(server: str) -> None:
+    token = await sign_up(server, email("large"))
+    async with signed_in(server, token) as socket:
+        await socket.subscribe("1", CHANGES + " " * 300_000)  # MAX_BODY_BYTES: 256 KiB
+        closed = await socket.closed()
+    assert closed.code == 1009  # message too big
+
+
 async def test_idle_subscriptions_hold_no_pooled_connection(small_server: str) -> None:
     """The server has ONE pooled connection (and waits 2 s for it): four subscriptions wait
     for changes, and requests are still served; then one write reaches all four."""
