@@ -152,14 +152,18 @@ async def _messages(
 
 async def _pages(context: LiveContext, start: int) -> AsyncGenerator[list[ChangeRecord], None]:
     """The user's changes after `start`, a page at a time: those committed already, then
-    those of each commit as the hub announces it."""
+    those of each commit as the hub announces it. When the token stops working or the
+    database is unavailable, the connection closes (4403, 1013): the client resumes later."""
     socket = context.socket
-    subscriber = await context.hub.subscribe(
-        context.user_id,
-        lambda: socket.close_soon(TOO_SLOW, "Too slow: reconnect and resume from your last cursor"),
-    )
-    position = start
+    subscriber = None
     try:
+        subscriber = await context.hub.subscribe(
+            context.user_id,
+            lambda: socket.close_soon(
+                TOO_SLOW, "Too slow: reconnect and resume from your last cursor"
+            ),
+        )
+        position = start
         while True:
             # A transaction per read: a fresh snapshot, and the token checked again.
             await context.db.release()
@@ -178,4 +182,5 @@ async def _pages(context: LiveContext, start: int) -> AsyncGenerator[list[Change
     except ServiceUnavailable:
         socket.close_soon(TRY_AGAIN_LATER, "The database is unavailable: retry shortly.")
     finally:
-        context.hub.unsubscribe(subscriber)
+        if subscriber is not None:
+            context.hub.unsubscribe(subscriber)
