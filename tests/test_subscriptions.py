@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jwt
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 
 from graphql_api.cli import PROJECT_ROOT, migrate
-from tests import live
+from tests import live, pgcluster
 from tests.conftest import (
     JWT_SECRET,
     TEST_DATABASE_URL,
@@ -37,7 +38,7 @@ from tests.conftest import (
     make_settings,
     throwaway_postgresql_database,
 )
-from tests.tools import require_test_database
+from tests.tools import require_postgresql_server, require_test_database
 from tests.ws import (
     CHANGES,
     WAIT_SECONDS,
@@ -628,3 +629,66 @@ async def test_on_sqlite_subscriptions_hear_the_writes_of_their_own_process(tmp_
         ("CREATED", "Live"),
         ("CREATED", "Missed"),
     ]
+
+
+# --- a database restart -----------------------------------------------------------------------
+
+
+async def test_a_subscriber_loses_nothing_when_the_database_restarts(tmp_path: Path) -> None:
+    """The process's LISTEN connection dies with the server and comes back; every subscription
+    then reads once. A change committed after the restart arrives, on the same connection or,
+    if the subscription's own read met a dead connection (closed with 1013), after resuming
+    from the last cursor, as a client does."""
+    require_postgresql_server()
+    cluster = pgcluster.Cluster()
+    cluster.start()
+    try:
+        log = tmp_path / "server.log"
+        with live.running_server(cluster.url, log, DB_POOL_TIMEOUT="1") as base:
+            token = await sign_up(base, "restart@example.com")
+            since = await feed_cursor(base, token)
+            async with signed_in(base, token) as socket:
+                await socket.subscribe("1", CHANGES, {"since": since})
+                await create_task(base, token, "Before the restart")
+                before = await change_of(socket)
+                await asyncio.to_thread(cluster.restart)
+                await _create_task_retrying(base, token, "After the restart")
+                received, closed = await _changes_or_close(socket)
+            if closed is not None:
+                assert closed.code == 1013, closed
+                async with signed_in(base, token) as socket:
+                    await socket.subscribe("1", CHANGES, {"since": before["cursor"]})
+                    received = [await change_of(socket)]
+    finally:
+        cluster.stop()
+    assert titles([before, *received]) == [
+        ("CREATED", "Before the restart"),
+        ("CREATED", "After the restart"),
+    ]
+
+
+async def _create_task_retrying(base: str, token: str, title: str) -> None:
+    """`createTask`, again while the database answers SERVICE_UNAVAILABLE, as a client does."""
+    async with httpx.AsyncClient(timeout=WAIT_SECONDS) as client:
+        for _ in range(100):
+            response = await client.post(
+                f"{base}/graphql",
+                json={"query": CREATE_TASK, "variables": {"t": title}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            errors = response.json().get("errors") or []
+            if not errors:
+                return
+            assert [e["extensions"]["code"] for e in errors] == ["SERVICE_UNAVAILABLE"], errors
+            await asyncio.sleep(0.2)
+    pytest.fail("the database never came back")
+
+
+CREATE_TASK = "mutation($t: String!) { createTask(input: {title: $t}) { id } }"
+
+
+async def _changes_or_close(socket: GraphQLSocket) -> tuple[list[dict[str, Any]], Closed | None]:
+    try:
+        return [await change_of(socket)], None
+    except Closed as closed:
+        return [], closed
