@@ -671,6 +671,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=100, help="tasks per user")
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--database", help="the database's name (default: by data set size)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -689,6 +690,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--baseline", help="a git revision to serve beside the current code, as api@REV"
     )
+    parser.add_argument("--no-live", action="store_true", help="skip live updates' costs")
+    import live  # bench/live.py (which imports this module)
+
+    live.add_arguments(parser)
     return parser.parse_args()
 
 
@@ -836,6 +841,12 @@ def main() -> None:
             f"p99 {median_spread([r['p99_ms'] for r in runs])} ms"
             for label, runs in page_cost.items()
         ]
+    if not args.no_live:
+        import live
+
+        log("live updates: idle subscribers, then commit-to-client latency under load")
+        text.append("\n## Live updates (bench/live.py)")
+        text.append(live.measure(url, args))
     output = "\n".join(text)
     print(output)
     (WORK / f"results-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(output)

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -18,8 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graphql_api.auth import Passwords, Tokens, check_production_settings
 from graphql_api.context import Services, request_context
@@ -29,6 +32,8 @@ from graphql_api.graphiql_assets import (
     GRAPHIQL_CDN,
     log_where_graphiql_loads_from,
 )
+from graphql_api.live.hub import Hub, listen_dsn
+from graphql_api.live.websocket import Handshake, LiveHandler, LiveSocket
 from graphql_api.observability import Metrics, configure_logging, request_id_var
 from graphql_api.persisted import PersistedDocuments
 from graphql_api.schema import build_schema
@@ -47,11 +52,43 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class ApiEndpoint(GraphQLEndpoint):
     """The GraphQL endpoint (transport rules in `graphql_api.transport`), serving GraphiQL's
-    scripts from this server when they are installed locally."""
+    scripts from this server when they are installed locally; subscriptions over WebSocket
+    (graphql-transport-ws, `graphql_api.live`)."""
 
-    def __init__(self, *args: Any, local_graphiql_assets: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    graphql_transport_ws_handler_class = LiveHandler
+    websocket_adapter_class = LiveSocket
+
+    def __init__(
+        self,
+        *args: Any,
+        settings: Settings,
+        local_graphiql_assets: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            *args,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.ws_connection_init_timeout_seconds
+            ),
+            max_subscriptions_per_connection=settings.ws_subscriptions_per_connection,
+            **kwargs,
+        )
         self.local_graphiql_assets = local_graphiql_assets
+        self.origins = settings.cors_allow_origins or []
+        pattern = settings.cors_origin_regex
+        self.origin_pattern = re.compile(pattern) if pattern else None
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> object:
+        """A WebSocket's, until its `connection_init` names whom it acts for (HTTP requests
+        get theirs from `request_context`)."""
+        return Handshake(request.app.state.services)
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """A page on another origin may open a WebSocket where it may call the API (CORS)."""
+        if "*" in self.origins or origin in self.origins:
+            return True
+        return self.origin_pattern is not None and self.origin_pattern.match(origin) is not None
 
     @property
     def graphql_ide_html(self) -> str:
@@ -90,6 +127,12 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+def _listen_dsn(settings: Settings) -> str | None:
+    """Where the hub LISTENs for committed changes: PostgreSQL only."""
+    url = settings.database_listen_url or settings.database_url
+    return listen_dsn(url) if sa.make_url(url).get_backend_name() == "postgresql" else None
+
+
 def create_app(
     settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
@@ -99,6 +142,11 @@ def create_app(
     configure_logging(settings.log_level, settings.log_format)
     check_production_settings(settings)
     tracing = start_tracing(settings, tracer_provider)
+    hub = Hub(
+        queue_size=settings.ws_queue_size,
+        listen_dsn=_listen_dsn(settings),
+        connect_timeout=settings.db_pool_timeout,
+    )
     services = Services(
         settings=settings,
         database=Database(settings),
@@ -106,8 +154,10 @@ def create_app(
         passwords=Passwords(settings),
         metrics=Metrics(settings.prometheus_multiproc_dir),
         tracing=tracing,
+        hub=hub,
     )
     Metrics.count_statements(services.database.engine)
+    services.metrics.watch(hub)
     if tracing is not None:
         tracing.instrument_engine(services.database.engine)
 
@@ -119,6 +169,7 @@ def create_app(
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         yield
+        await hub.close()
         services.metrics.close()
         await services.tokens.aclose()
         await services.database.dispose()
@@ -139,9 +190,11 @@ def create_app(
         local_graphiql_assets=settings.graphiql_assets_dir is not None,
         max_tokens=settings.max_tokens,
         persisted=PersistedDocuments(settings, services.database),
+        settings=settings,
     )
     # An ASGI app as the endpoint: Starlette hands it every method; it answers 405 itself.
     app.router.routes.append(Route("/graphql", endpoint))
+    app.router.routes.append(WebSocketRoute("/graphql", endpoint))
     log_where_graphiql_loads_from(settings)
     if settings.graphiql_assets_dir is not None:
         assets = StaticFiles(directory=settings.graphiql_assets_dir, follow_symlink=True)

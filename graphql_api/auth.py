@@ -249,6 +249,11 @@ class Tokens:
             return principal, min(self._expiry(claims), key_kept_until)
         raise Unauthenticated("Token algorithm not accepted.")
 
+    def expires_at(self, token: str) -> float:
+        """When a token that `verify` accepted stops being accepted (seconds since the epoch):
+        a WebSocket connection closes then. Its claims are read again, not checked again."""
+        return self._expiry(jwt.decode(token, options={"verify_signature": False}))
+
     def _expiry(self, claims: dict[str, Any]) -> float:
         """When PyJWT starts refusing a token with these (verified) claims."""
         return float(claims["exp"]) + self._settings.jwt_leeway_seconds

@@ -77,12 +77,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         proxy_headers=_given(args.proxy_headers, settings.proxy_headers),
         forwarded_allow_ips=_given(args.forwarded_allow_ips, settings.forwarded_allow_ips),
         # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for this long, then
-        # cancels them. Subscriptions (none yet) would be closed here, by uvicorn, before the
-        # wait: it ends open WebSockets with 1012 (service restart), which tells clients to
-        # reconnect (to another replica); their handlers must end on that disconnect.
+        # cancels them. Open subscriptions are closed first, by uvicorn: it ends WebSockets with
+        # 1012 (service restart), which tells clients to reconnect (to another replica) and
+        # resume from their last cursor.
         timeout_graceful_shutdown=_given(
             args.timeout_graceful_shutdown, settings.timeout_graceful_shutdown
         ),
+        ws_max_size=settings.max_body_bytes,  # a WebSocket message: as large as a request body
     )
 
 

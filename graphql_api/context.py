@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
 from sqlalchemy.engine import Connection, RowMapping
@@ -22,6 +22,9 @@ from graphql_api.settings import Settings
 from graphql_api.sql import AnyRow
 from graphql_api.tracing import Tracing
 
+if TYPE_CHECKING:
+    from graphql_api.live.hub import Hub
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -36,10 +39,13 @@ class Services:
     passwords: Passwords
     metrics: Metrics
     tracing: Tracing | None = None  # None: tracing is off
+    hub: Hub | None = None  # live updates (`graphql_api.live`)
 
 
 class Context:
     """Built once per request. Nothing in it comes from the client except the verified token."""
+
+    over_websocket = False  # an operation on a WebSocket (`graphql_api.live`): it may stream
 
     def __init__(
         self,
@@ -79,6 +85,8 @@ class Context:
         """A scoped write; afterwards the loaders start empty, so nothing stale is shown."""
         result = await self.db.write(fn, *args, **kwargs)
         self.renew_loaders()
+        if self.services.hub is not None:  # SQLite has no NOTIFY: the hub hears it here
+            self.services.hub.committed(self.user_id)
         return result
 
     async def create(

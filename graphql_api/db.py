@@ -444,9 +444,11 @@ class RequestDb:
 
     async def release(self) -> None:
         """Give the connection back for now (an open read transaction is rolled back): the
-        next call takes one again."""
+        next call takes one again, and checks the token again (a subscription lives longer
+        than its token may)."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
+            self._user_known = False
             _forget_counter(connection)
             async with self._lock:
                 with suppress(sa.exc.DBAPIError):  # a dead connection has nothing to give back

@@ -20,6 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLInputType,
     GraphQLSchema,
+    OperationType,
     ValuesOfCorrectTypeRule,
     Visitor,
     parse,
@@ -286,11 +287,29 @@ class RequestGuard(SchemaExtension):
             assert self.checked is not None
             name = operation.name.value if operation.name else None
             shape = self.checked.shapes[name]
-            for check in (self._authenticated, self._without_nul, self._within_cost):
+            checks = (self._authenticated, self._without_nul, self._within_cost, self._transported)
+            for check in checks:
                 if (error := check(execution, operation, shape)) is not None:
+                    if execution.context.over_websocket:
+                        raise error  # Strawberry starts a subscription whatever `result` says
                     execution.result = GraphQLExecutionResult(data=None, errors=[error])
                     break
         yield
+
+    @staticmethod
+    def _transported(
+        execution: ExecutionContext, operation: OperationDefinitionNode, _: OperationShape
+    ) -> GraphQLError | None:
+        """A subscription needs a stream to answer on: a WebSocket."""
+        if (
+            operation.operation is not OperationType.SUBSCRIPTION
+            or execution.context.over_websocket
+        ):
+            return None
+        return GraphQLError(
+            "Subscriptions run over a WebSocket on /graphql (the graphql-transport-ws protocol).",
+            extensions={"code": "BAD_REQUEST"},
+        )
 
     @staticmethod
     def _authenticated(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
@@ -33,6 +33,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from graphql_api.live.hub import Hub
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -120,6 +123,13 @@ class Metrics:
             multiprocess_mode="livesum",  # the sum over live workers
             registry=self.registry,
         )
+        self.websocket_closes = Counter(
+            "graphql_websocket_closes_total",
+            "WebSocket connections the server closed, by close code (4013: too slow, 4403: "
+            "token refused or expired, ...).",
+            ["code"],
+            registry=self.registry,
+        )
         self._names: set[str] = set()
 
     def exposition(self) -> bytes:
@@ -130,6 +140,22 @@ class Metrics:
         """This process stops: its in-progress count leaves the sum."""
         if self.multiprocess_dir is not None:
             _mark_dead(os.getpid(), self.multiprocess_dir)
+
+    def watch(self, hub: Hub) -> None:
+        """Live updates' gauges, read from the hub when scraped: with one process only (a
+        gauge read from memory at scrape time has no file for the other workers to add up)."""
+        if self.multiprocess_dir is not None:
+            return
+        Gauge(
+            "graphql_websocket_connections",
+            "WebSocket connections signed in to this process.",
+            registry=self.registry,
+        ).set_function(lambda: hub.connections)
+        Gauge(
+            "graphql_subscriptions",
+            "Subscriptions waiting for changes in this process.",
+            registry=self.registry,
+        ).set_function(lambda: hub.subscriptions)
 
     def operation_label(self, name: str | None) -> str:
         if not name or not _OPERATION_NAME.match(name):
@@ -219,6 +245,8 @@ def _record(metrics: Metrics, execution: ExecutionContext, seconds: float) -> No
     result = execution.result
     outcome = "error" if result is None or result.errors else "ok"
     metrics.requests.labels(label, kind, outcome).inc()
+    if kind == "subscription":  # it lasts as long as its client wants: no latency to speak of
+        return
     metrics.latency.labels(label).observe(seconds)
     metrics.statements.labels(label).observe(execution.context.db.statements)
 

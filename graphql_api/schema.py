@@ -12,7 +12,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import StreamExecutionResult
 
 from graphql_api.changes.queries import ChangeQueries
 from graphql_api.compiled import CompiledExecutor
@@ -22,6 +23,7 @@ from graphql_api.conversations.queries import ConversationQueries
 from graphql_api.errors import ApiError
 from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, field_named_in, guard
 from graphql_api.limits import ShapeLimits
+from graphql_api.live.subscriptions import Subscription
 from graphql_api.nodes import load_node
 from graphql_api.observability import MetricsExtension
 from graphql_api.relay import Node
@@ -124,9 +126,21 @@ def error_formatter(*, suggestions: bool) -> type[SchemaExtension]:
     stack, no SQL); without `suggestions` (production), no "Did you mean" hints."""
 
     class FormatErrors(SchemaExtension):
+        streamed = False
+
         def on_operation(self) -> Iterator[None]:
             yield
-            result = self.execution_context.result
+            if not self.streamed:
+                self._format_result(self.execution_context.result)
+
+        def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+            """Each result of an operation over WebSocket, before it goes out."""
+            self.streamed = True
+            if isinstance(result, ExecutionResult):
+                self._format_result(result)
+            yield
+
+        def _format_result(self, result: Any) -> None:
             if result is None or not result.errors:
                 return
             request_id = getattr(self.execution_context.context, "request_id", None)
@@ -247,6 +261,7 @@ def _build_schema(
     return ApiSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
         scalar_overrides=SCALAR_OVERRIDES,

@@ -296,6 +296,39 @@ class Settings(BaseSettings):
         "built-in token key (JWT_SECRET), or random per process when there is none.",
     )
 
+    database_listen_url: str | None = Field(
+        None,
+        description="PostgreSQL: where each process LISTENs for committed changes (one "
+        "connection per process). Unset: DATABASE_URL. Set it to the direct (unpooled) "
+        "address when DATABASE_URL goes through a transaction-mode pooler (PgBouncer, Neon's "
+        "-pooler host), which cannot LISTEN.",
+    )
+    ws_connections_per_user: int = Field(
+        10,
+        ge=1,
+        description="WebSocket connections one user may hold open, per process; past it, "
+        "`connection_init` is refused (close code 4029).",
+    )
+    ws_subscriptions_per_connection: int = Field(
+        20,
+        ge=1,
+        description="Operations running at once on one WebSocket connection; past it, a "
+        "`subscribe` answers an error and the connection stays open.",
+    )
+    ws_queue_size: int = Field(
+        100,
+        ge=1,
+        description="Notifications (one per committed write of its user) a subscription may "
+        "have waiting while it is still sending earlier changes; past it, the client is too "
+        "slow: the connection closes with 4013, and the client resumes from its last cursor.",
+    )
+    ws_connection_init_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a new WebSocket may wait before sending `connection_init` "
+        "(close code 4408 past it).",
+    )
+
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

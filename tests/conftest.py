@@ -121,7 +121,13 @@ def _postgresql_migrated() -> str:
         conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
     migrate(make_settings(TEST_DATABASE_URL))
-    engine = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    grant_app_role(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+def grant_app_role(owner_url: str) -> str:
+    """Let APP_ROLE use the migrated database at `owner_url`; its URL as APP_ROLE."""
+    engine = sa.create_engine(owner_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE})
         if not exists.first():
@@ -133,7 +139,8 @@ def _postgresql_migrated() -> str:
             )
         )
     engine.dispose()
-    return TEST_DATABASE_URL
+    app_url = sa.make_url(owner_url).set(username=APP_ROLE, password=None)
+    return app_url.render_as_string(hide_password=False)
 
 
 def _truncate_all(url: str) -> None:
@@ -155,7 +162,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     postgresql = emptied_postgresql(request.getfixturevalue("_postgresql_migrated"))
     if request.param == "pgbouncer":
         bouncer = request.getfixturevalue("_pgbouncer")
-        pooled = {"database_pooler": "transaction"}
+        # A transaction-mode pooler cannot LISTEN: live updates listen on the direct URL.
+        pooled = {"database_pooler": "transaction", "database_listen_url": postgresql.app_url}
         return Backend("pgbouncer", postgresql.url, bouncer.url(postgresql.app_url), pooled)
     return postgresql
 

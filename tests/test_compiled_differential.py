@@ -164,7 +164,7 @@ def variables_for(operation: OperationDefinitionNode, seeded: Seeded) -> dict[st
 async def test_the_repository_s_operations(both: Both, path: Path) -> None:
     operations = list(query_operations(path))
     if not operations:
-        pytest.skip("mutations only: they run on graphql-core's executor")
+        pytest.skip("no query: mutations and subscriptions run on graphql-core's executor")
     text = document_text(path)
     for name, operation in operations:
         variables = variables_for(operation, both.world.seeded)

@@ -7,6 +7,9 @@ were, and no response mentions any of the victim's ids or contents.
 Completeness is checked against the live schema by introspection: a root field, a mutation or an
 `ID` argument (input fields included) without an attack case fails the build.
 
+Subscriptions are attacked over WebSocket, against a live server (SUBSCRIPTION_ATTACKS), and
+counted in the same completeness check.
+
 Adding a case is one line in ATTACKS. Variables name the world's rows: `victim.task`,
 `mine.tag`, ...; a list of such names is a list of ids.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +35,7 @@ from sqlmodel import SQLModel
 
 from graphql_api.relay import decode_id, encode_id
 from graphql_api.schema import PUBLIC_ROOT_FIELDS, schema
+from tests import live, ws
 from tests.conftest import THROUGH_POOLER
 from tests.helpers import Account, Api, owner_column, user_tables
 
@@ -704,6 +709,20 @@ def root_fields() -> dict[str, list[str]]:
     return fields
 
 
+def subscription_fields() -> dict[str, list[str]]:
+    """Every root subscription field, with the ID paths of its arguments."""
+    root = schema._schema.subscription_type
+    assert isinstance(root, GraphQLObjectType)
+    return {
+        field_name: [
+            path
+            for arg, arg_def in root_field.args.items()
+            for path in _id_paths(arg, arg_def.type)
+        ]
+        for field_name, root_field in root.fields.items()
+    }
+
+
 def test_every_root_field_and_id_argument_has_an_attack() -> None:
     attacked = {attack.field for attack in ATTACKS}
     covered = {(attack.field, path) for attack in ATTACKS for path in attack.covers}
@@ -714,6 +733,17 @@ def test_every_root_field_and_id_argument_has_an_attack() -> None:
         for path in paths
         if (name, path) not in covered
     )
+    subscribed = {attack.field for attack in SUBSCRIPTION_ATTACKS}
+    missing_fields |= {f"subscription {name}" for name in set(subscription_fields()) - subscribed}
+    covered_live = {
+        (attack.field, path) for attack in SUBSCRIPTION_ATTACKS for path in attack.covers
+    }
+    missing_ids += sorted(
+        f"subscription {name}({path})"
+        for name, paths in subscription_fields().items()
+        for path in paths
+        if (name, path) not in covered_live
+    )
     assert not missing_fields, f"add isolation attacks for: {sorted(missing_fields)}"
     assert not missing_ids, f"add isolation attacks aimed at: {missing_ids}"
 
@@ -721,3 +751,124 @@ def test_every_root_field_and_id_argument_has_an_attack() -> None:
 def test_the_completeness_check_would_notice_a_new_id_argument() -> None:
     paths = _id_paths("input", schema._schema.type_map["CreateTaskInput"])
     assert paths == ["input.tagIds", "input.parentId"]
+
+
+# --- subscriptions, over WebSocket to a live server -------------------------------------------
+
+CHANGE_FIELDS = (
+    "cursor kind id node { id ... on Task { title description } ... on Message { content } }"
+)
+POSTED = "subscription($c: ID!) { messagePosted(conversationId: $c) { id content } }"
+
+
+@dataclass(frozen=True)
+class SubscriptionAttack:
+    field: str
+    query: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    covers: tuple[str, ...] = ()
+    expect: Literal["NOT_FOUND", "NOTHING_OF_THE_VICTIM"] = "NOT_FOUND"
+
+
+SUBSCRIPTION_ATTACKS: list[SubscriptionAttack] = [
+    SubscriptionAttack("messagePosted", POSTED, {"c": "victim.conversation"}, ("conversationId",)),
+    SubscriptionAttack(
+        "messagePosted", POSTED, {"c": "victim.trashed_conversation"}, ("conversationId",)
+    ),
+    SubscriptionAttack(
+        "changes",
+        f"subscription {{ changes {{ {CHANGE_FIELDS} }} }}",
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+    SubscriptionAttack(  # a cursor is a position: in the attacker's own feed
+        "changes",
+        f"subscription($c: String) {{ changes(since: $c) {{ {CHANGE_FIELDS} }} }}",
+        {"c": "victim.cursor.changes"},
+        expect="NOTHING_OF_THE_VICTIM",
+    ),
+]
+
+
+@pytest.fixture
+def live_api(backend: Any, tmp_path: Any) -> Iterator[str]:
+    """The API under uvicorn on the same database as `api`, for WebSocket clients."""
+    env = {name.upper(): str(value) for name, value in backend.app_settings.items()}
+    with live.running_server(backend.app_url, tmp_path / "server.log", **env) as base:
+        yield base
+
+
+async def test_every_subscription_attack_fails(world: World, live_api: str) -> None:
+    """A subscription aimed at the victim's conversation answers NOT_FOUND, as for one that
+    does not exist; the attacker's change feed, live while the victim writes, carries only the
+    attacker's own changes (read up to a change the attacker makes after the victim's: the
+    victim's, committed before it, would have come first)."""
+    for n, attack in enumerate(SUBSCRIPTION_ATTACKS):
+        variables = {name: world.resolve(value) for name, value in attack.variables.items()}
+        async with ws.signed_in(live_api, world.attacker.token) as socket:
+            await ws.until_subscriptions(live_api, 0)
+            await socket.subscribe("1", attack.query, variables)
+            if attack.expect == "NOT_FOUND":
+                answer = await socket.message("1")
+                seen = [answer]
+                assert answer["type"] == "error", answer
+                assert [e["extensions"]["code"] for e in answer["payload"]] == ["NOT_FOUND"]
+                missing: dict[str, str] = {}
+                fresh = {k: missing_like(world, v, missing) for k, v in attack.variables.items()}
+                await socket.subscribe("2", attack.query, fresh)
+                assert _without_request_ids(await socket.message("2")) == {
+                    **_without_request_ids(answer),
+                    "id": "2",
+                }
+            else:
+                await ws.until_subscriptions(live_api, 1)
+                await _victim_writes(live_api, world, n)
+                marker = f"attacker-{n}"
+                await ws.create_task(live_api, world.attacker.token, marker)
+                seen = []
+                while (
+                    not seen
+                    or (seen[-1]["payload"]["data"]["changes"]["node"] or {}).get("title") != marker
+                ):
+                    seen.append(await socket.message("1"))
+                    assert seen[-1]["type"] == "next", seen[-1]
+        text = json.dumps(seen)
+        leaked = {marker for marker in world.victim_markers if marker in text}
+        assert not leaked, f"{attack.field} leaked {leaked}: {text}"
+
+
+async def _victim_writes(base: str, world: World, n: int) -> None:
+    token = world.victim.token
+    await ws.create_task(base, token, f"{SECRET}-{n}")
+    await ws.execute(
+        base,
+        "mutation($c: ID!, $m: String!) { postMessage(conversationId: $c, "
+        "input: {role: USER, content: $m}) { id } }",
+        {"c": world.refs["victim.conversation"], "m": f"{SECRET}-{n}"},
+        token,
+    )
+
+
+def _without_request_ids(message: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(message).replace(_request_id(message), "<request id>"))
+
+
+def _request_id(message: dict[str, Any]) -> str:
+    return str(message["payload"][0]["extensions"]["requestId"])
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer forged.token.value", "forged-signature"],
+    ids=["no-token", "garbage-token", "forged-signature"],
+)
+async def test_a_websocket_without_a_valid_token_gets_no_connection(
+    world: World, live_api: str, authorization: str | None
+) -> None:
+    if authorization == "forged-signature":
+        header, claims, _ = world.victim.token.split(".")
+        authorization = f"Bearer {header}.{claims}.c2lnbmF0dXJl"
+    payload = {"Authorization": authorization} if authorization else {}
+    async with ws.connect(live_api) as socket:
+        with pytest.raises(ws.Closed) as refused:
+            await socket.init(payload)
+    assert refused.value.code == (4401 if authorization is None else 4403)
