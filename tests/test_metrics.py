@@ -202,7 +202,6 @@ def worker_pids(server: subprocess.Popen[bytes]) -> list[int]:
     ]
 
 
-
 def test_a_failing_metric_never_fails_the_operation_nor_shows_its_reason(tmp_path: Path) -> None:
     """Metrics are the operator's business: with the folder gone from under a running server,
     operations still answer, and no file path reaches a client."""
