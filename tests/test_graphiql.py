@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +22,9 @@ from graphql_api.cli import PROJECT_ROOT
 from tests import live, ws
 from tests.conftest import TEST_DATABASE_URL, throwaway_postgresql_database
 from tests.tools import CHROMIUM, CHROMIUM_ARGS, require_chromium, require_npm
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 # The README's picture; refreshed when UPDATE_SCREENSHOT=1 (by default it goes to a tmp path).
 SCREENSHOT = PROJECT_ROOT / "docs" / "graphiql.png"
@@ -43,8 +47,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-def run_in_graphiql(base: str, headers: str | None, screenshot: Path | None = None) -> str:
-    """Open GraphiQL, type the query (and headers), run it, and return the result pane's text."""
+@contextmanager
+def graphiql_running(base: str, document: str, headers: str | None) -> Iterator[Page]:
+    """GraphiQL open in Chromium on `base`'s /graphql, with `document` (and `headers`) typed in
+    and run; yields the page, closed afterwards."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -62,23 +68,29 @@ def run_in_graphiql(base: str, headers: str | None, screenshot: Path | None = No
         query_editor.wait_for(timeout=20_000)
         query_editor.click()
         page.keyboard.press("Control+A")
-        page.keyboard.insert_text(QUERY)
+        page.keyboard.insert_text(document)
         if headers is not None:
             page.get_by_role("button", name="Headers").click()
-            headers_editor = page.locator(".graphiql-editor-tool .CodeMirror").last
-            headers_editor.click()
+            page.locator(".graphiql-editor-tool .CodeMirror").last.click()
             page.keyboard.press("Control+A")
             page.keyboard.insert_text(headers)
         page.locator(".graphiql-execute-button").click()
-        result = page.locator(".graphiql-response .CodeMirror")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def run_in_graphiql(base: str, headers: str | None, screenshot: Path | None = None) -> str:
+    """Open GraphiQL, type the query (and headers), run it, and return the result pane's text."""
+    with graphiql_running(base, QUERY, headers) as page:
         page.wait_for_function(
             "() => document.querySelector('.graphiql-response')?.innerText.includes('\"')",
             timeout=20_000,
         )
-        text = result.inner_text()
+        text = page.locator(".graphiql-response .CodeMirror").inner_text()
         if screenshot is not None:
             page.screenshot(path=str(screenshot))
-        browser.close()
         return text
 
 
@@ -137,30 +149,10 @@ def test_graphiql_shows_a_change_live_after_a_mutation_from_another_client(
 ) -> None:
     """GraphiQL runs subscriptions over graphql-transport-ws, with the Headers pane as
     `connection_init`'s payload; the change appears once another client's mutation commits."""
-    from playwright.sync_api import sync_playwright
-
     base = live_server
     token = live.sign_up(base, "graphiql-live@example.com")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.route(
-            "**/*",
-            lambda route: (
-                route.continue_() if route.request.url.startswith(base) else route.abort()
-            ),
-        )
-        page.goto(f"{base}/graphql")
-        query_editor = page.locator(".graphiql-query-editor .CodeMirror").first
-        query_editor.wait_for(timeout=20_000)
-        query_editor.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.insert_text(SUBSCRIPTION)
-        page.get_by_role("button", name="Headers").click()
-        page.locator(".graphiql-editor-tool .CodeMirror").last.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.insert_text(f'{{"Authorization": "Bearer {token}"}}')
-        page.locator(".graphiql-execute-button").click()
+    headers = f'{{"Authorization": "Bearer {token}"}}'
+    with graphiql_running(base, SUBSCRIPTION, headers) as page:
         ws.wait_for_subscriptions(base, 1)  # the subscription is listening
         httpx.post(  # another client
             f"{base}/graphql",
@@ -179,6 +171,5 @@ def test_graphiql_shows_a_change_live_after_a_mutation_from_another_client(
             SUBSCRIPTION_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "s.png"
         )
         page.screenshot(path=str(screenshot))
-        browser.close()
     assert '"kind": "CREATED"' in text
     assert '"title": "Seen live in GraphiQL"' in text
