@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +20,27 @@ from tests.conftest import JWT_SECRET, make_settings
 from tests.helpers import Api
 
 NODE_WORK = PROJECT_ROOT / "tests" / ".work"
+
+
+def npm_ci(source: Path, files: list[str]) -> Path:
+    """`npm ci` of the committed lockfile in `source` into tests/.work/<source's name>, with
+    `files` copied beside it; redone only when one of them changes. The folder."""
+    folder = NODE_WORK / source.name
+    digest = hashlib.sha256(b"".join((source / name).read_bytes() for name in files)).hexdigest()
+    marker = folder / ".installed"
+    if not marker.exists() or marker.read_text() != digest:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copy(source / name, folder / name)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        marker.write_text(digest)
+    return folder
 
 
 def free_port() -> int:

@@ -8,10 +8,8 @@ SQLite, where subscriptions hear of the writes of their own process only, has a 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -288,26 +286,8 @@ GRAPHQL_WS = PROJECT_ROOT / "tests" / "graphql_ws"  # package.json, package-lock
 
 
 def install_graphql_ws() -> Path:
-    """`npm ci` of the committed lockfile into tests/.work/graphql-ws (redone when it changes)."""
-    folder = live.NODE_WORK / "graphql-ws"
-    files = ["package.json", "package-lock.json", "subscribe.mjs"]
-    digest = hashlib.sha256(
-        b"".join((GRAPHQL_WS / name).read_bytes() for name in files)
-    ).hexdigest()
-    marker = folder / ".installed"
-    if not marker.exists() or marker.read_text() != digest:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            shutil.copy(GRAPHQL_WS / name, folder / name)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
-            cwd=folder,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-        marker.write_text(digest)
-    return folder
+    """graphql-ws's client from the committed lockfile (into tests/.work/graphql_ws)."""
+    return live.npm_ci(GRAPHQL_WS, ["package.json", "package-lock.json", "subscribe.mjs"])
 
 
 async def test_the_graphql_ws_client_under_node_resumes_on_another_server_when_its_own_dies(
