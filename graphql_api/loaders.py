@@ -10,6 +10,7 @@ Given a tracer (tracing on), each batch runs in a span of its own.
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -39,17 +40,43 @@ class Loaders:
         self._tracer = tracer
         self._paged: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
 
-        self.task_by_id = self._loader(tasks.get_tasks, default=None)
-        self.tag_by_id = self._loader(tags.get_tags, default=None)
-        self.conversation_by_id = self._loader(conversations.get_conversations, default=None)
-        self.message_by_id = self._loader(conversations.get_messages, default=None)
-        self.tags_by_task_id = self._list_loader(tags.tags_of_tasks)
-        self.subtasks_by_task_id = self._list_loader(tasks.subtasks_of)
-        self.parents_by_task_id = self._list_loader(tasks.parents_of)
-        self.task_count_by_tag_id = self._loader(tags.count_tasks_of_tags, default=0)
-        self.message_count_by_conversation_id = self._loader(
-            conversations.count_messages_of_conversations, default=0
-        )
+    # Each loader is made when a request first asks for it: most operations use two or three
+    # of them, and a request builds its `Loaders` anew (and again after each mutation).
+    @cached_property
+    def task_by_id(self) -> DataLoader[uuid.UUID, Record | None]:
+        return self._loader(tasks.get_tasks, default=None)
+
+    @cached_property
+    def tag_by_id(self) -> DataLoader[uuid.UUID, Record | None]:
+        return self._loader(tags.get_tags, default=None)
+
+    @cached_property
+    def conversation_by_id(self) -> DataLoader[uuid.UUID, Record | None]:
+        return self._loader(conversations.get_conversations, default=None)
+
+    @cached_property
+    def message_by_id(self) -> DataLoader[uuid.UUID, Record | None]:
+        return self._loader(conversations.get_messages, default=None)
+
+    @cached_property
+    def tags_by_task_id(self) -> DataLoader[uuid.UUID, list[Record]]:
+        return self._list_loader(tags.tags_of_tasks)
+
+    @cached_property
+    def subtasks_by_task_id(self) -> DataLoader[uuid.UUID, list[Record]]:
+        return self._list_loader(tasks.subtasks_of)
+
+    @cached_property
+    def parents_by_task_id(self) -> DataLoader[uuid.UUID, list[Record]]:
+        return self._list_loader(tasks.parents_of)
+
+    @cached_property
+    def task_count_by_tag_id(self) -> DataLoader[uuid.UUID, int]:
+        return self._loader(tags.count_tasks_of_tags, default=0)
+
+    @cached_property
+    def message_count_by_conversation_id(self) -> DataLoader[uuid.UUID, int]:
+        return self._loader(conversations.count_messages_of_conversations, default=0)
 
     def _loader(self, fetch: Callable[..., Mapping[Any, V]], *, default: V) -> DataLoader[Any, V]:
         db = self._db
