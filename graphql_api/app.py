@@ -98,6 +98,45 @@ class ApiEndpoint(GraphQLEndpoint):
         return html
 
 
+class Api(FastAPI):
+    """FastAPI, except that HTTP requests to /graphql go through the app's own middleware
+    (CORS, request id, transport limits, tracing) straight to the GraphQL endpoint, past
+    FastAPI's layers: its error page, exception handlers, dependency exit stack and router.
+    The endpoint answers every outcome itself and needs none of them, and they cost about a
+    twentieth of a request's CPU (docs/benchmarks.md). Everything else, WebSockets included,
+    takes FastAPI's way."""
+
+    graphql_endpoint: ASGIApp | None = None
+    _graphql_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.graphql_endpoint is not None
+            and _route_path(scope) == "/graphql"
+        ):
+            if self._graphql_stack is None:  # built on first use: after every add_middleware
+                self._graphql_stack = self._with_user_middleware(self.graphql_endpoint)
+            scope["app"] = self  # what Starlette sets: `request.app` reaches the services
+            await self._graphql_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _with_user_middleware(self, app: ASGIApp) -> ASGIApp:
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router would match: without the `root_path` a proxy mounts the app at."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path
+
+
 class RequestIdMiddleware:
     """Tag each request with an id (the caller's `X-Request-ID` if sane), echoed in the response."""
 
@@ -176,7 +215,7 @@ def create_app(
         if tracing is not None:
             await tracing.shutdown()
 
-    app = FastAPI(
+    app = Api(
         title="Todo GraphQL API",
         description="A multi-user GraphQL API over a todo schema. The API lives at /graphql.",
         lifespan=lifespan,
@@ -195,6 +234,7 @@ def create_app(
     # An ASGI app as the endpoint: Starlette hands it every method; it answers 405 itself.
     app.router.routes.append(Route("/graphql", endpoint))
     app.router.routes.append(WebSocketRoute("/graphql", endpoint))
+    app.graphql_endpoint = endpoint
     log_where_graphiql_loads_from(settings)
     if settings.graphiql_assets_dir is not None:
         assets = StaticFiles(directory=settings.graphiql_assets_dir, follow_symlink=True)
