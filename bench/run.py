@@ -684,7 +684,6 @@ def parse_args() -> argparse.Namespace:
         help="comma-separated: api, api-reference, api-naive, api-pgbouncer, api-unprepared, "
         "api-traced, pgl-jwt-rls, pgl, sql-floor",
     )
-    parser.add_argument("--database", help="the database's name (default: by the data's size)")
     parser.add_argument("--operations", default=",".join(DEFAULT_VARIABLES))
     parser.add_argument("--page-cost", action="store_true", help="also compare 1k vs 100k tasks")
     parser.add_argument(
