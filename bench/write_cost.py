@@ -16,7 +16,7 @@ becomes a no-op, so `note` returns at once), and emptyTrash lets the foreign key
 delete a trashed conversation's messages again instead of deleting them first to learn their
 ids. That is the code as it was before the feed, on the same database and process.
 
-Each round runs each mutation `--requests` times with the feed, then without (the order
+Each round runs each mutation `--wc-requests` times with the feed, then without (the order
 alternates between rounds), so the rest of the shared machine weighs on both alike; a
 request's figures are its process CPU (`time.process_time()`: every thread, the driver's too,
 and the in-process HTTP client's share) and its wall time (PostgreSQL's own work included).
