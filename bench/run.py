@@ -690,9 +690,14 @@ def parse_args() -> argparse.Namespace:
         "--baseline", help="a git revision to serve beside the current code, as api@REV"
     )
     parser.add_argument("--no-live", action="store_true", help="skip live updates' costs")
+    parser.add_argument(
+        "--no-write-cost", action="store_true", help="skip what a write pays for the feed"
+    )
     import live  # bench/live.py (which imports this module)
+    import write_cost
 
     live.add_arguments(parser)
+    write_cost.add_arguments(parser)
     return parser.parse_args()
 
 
@@ -846,6 +851,12 @@ def main() -> None:
         log("live updates: idle subscribers, then commit-to-client latency under load")
         text.append("\n## Live updates (bench/live.py)")
         text.append(live.measure(url, args))
+    if not args.no_write_cost:
+        import write_cost
+
+        log("live updates: what a write pays for the change feed, in-process")
+        text.append("\n### What a write pays for the change feed (bench/write_cost.py)\n")
+        text.append(write_cost.measure(url, args))
     output = "\n".join(text)
     print(output)
     (WORK / f"results-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(output)

@@ -4,7 +4,7 @@ good, across all users, and change feed entries older than CHANGES_RETENTION_DAY
 
 It is the one place that acts for every user, and it does so one user at a time: it lists the
 users' ids (the only unscoped read, opened the way sign-in opens the users table) and runs the
-scoped `empty_trash` and `forget_changes` for each, in a transaction bound to that user, which
+scoped `empty_trash`, then `forget_changes`, for each, in a transaction bound to that user, which
 records what it deletes for good in the user's change feed as `emptyTrash` does. So row-level
 security applies as it does to requests, and the purge works as the tables' owner (whom FORCE binds
 too), as the API's own role, or as a superuser alike. Its cost grows with the number of users
@@ -79,8 +79,12 @@ def purge_trash(
             for user_id in _user_ids(conn, batch):
                 with conn.begin(), recording(conn):
                     scope_to_user(conn, user_id)
-                    forgotten += forget_changes(conn, user_id, before=changes_before).rows
+                    # The user's rows first, the user's row last (`forget_changes` updates it,
+                    # and so does the flush of `empty_trash`'s notes at the end of the block):
+                    # the order every write takes them in, so a purge and a writer holding one
+                    # of the trashed rows wait for each other in turn instead of deadlocking.
                     counts = empty_trash(conn, user_id, trashed_before=trashed_before)
+                    forgotten += forget_changes(conn, user_id, before=changes_before).rows
                 if counts.total:
                     users += 1
                     total += counts

@@ -3,6 +3,8 @@ deletion of tasks (all or nothing, naming the refused id), and the operators' pu
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -12,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from graphql_api import cli
+from graphql_api.changes.record import recording
+from graphql_api.db import scope_to_user
 from graphql_api.models import (
     CONVERSATIONS,
     MESSAGES,
@@ -21,8 +25,9 @@ from graphql_api.models import (
     TASKS,
     utcnow,
 )
-from graphql_api.purge import purge_trash
+from graphql_api.purge import PurgeResult, purge_trash
 from graphql_api.relay import decode_id, encode_id
+from graphql_api.tasks.repository import restore_task
 from tests.conftest import POSTGRESQL_ONLY, Backend, make_settings
 from tests.helpers import Account, Api
 
@@ -501,3 +506,51 @@ async def test_purge_works_under_row_level_security(
     assert (result.users, result.counts.total) == (2, 8)
     _check_purged(engine, alice, worlds["alice"])
     _check_purged(engine, bob, worlds["bob"])
+
+
+def _blocked_on_a_lock(engine: sa.Engine, timeout: float = 30) -> None:
+    """Wait until another session of the test database waits for a lock."""
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while not conn.execute(waiting).scalar_one():
+            assert time.monotonic() < deadline, "the purge never waited for the writer"
+            time.sleep(0.05)
+
+
+@POSTGRESQL_ONLY  # row locks (SQLite's writers take one lock for the whole database)
+async def test_the_purge_and_a_concurrent_writer_do_not_deadlock(
+    alice: Client, engine: sa.Engine, backend: Backend
+) -> None:
+    """A write locks the rows it changes, then its user's row when it records its changes
+    (last, just before COMMIT). The purge takes them in the same order: a user's trash first,
+    then the user's row (its retention cut and its own feed rows), so it waits for a writer
+    holding a trashed row instead of deadlocking with it. Both finish; the feed has the
+    writer's change and the purge's deletion, and the retention kept both."""
+    kept, purged = await alice.task("restored meanwhile"), await alice.task("purged")
+    for task in (kept, purged):
+        await alice.delete("Task", task)
+    user = row_id(alice.account.id)
+    settings = make_settings(backend.url, changes_retention_days=0)  # every change so far goes
+
+    # The writer, as a restoreTask runs: a write transaction that records its changes.
+    with engine.connect() as conn, conn.begin(), recording(conn):
+        scope_to_user(conn, user)
+        restore_task(conn, user, uuid.UUID(row_id(kept)))  # holds the trashed row's lock
+        purge: asyncio.Future[PurgeResult] = asyncio.ensure_future(
+            asyncio.to_thread(purge_trash, settings, older_than=timedelta(0))
+        )
+        await asyncio.to_thread(_blocked_on_a_lock, engine)
+    # The writer recorded its change under the user's row lock and committed.
+    result = await purge  # no deadlock: PostgreSQL would have aborted one of the two
+
+    assert (result.counts.tasks, result.changes) == (1, 4)  # 2 created, 2 trashed before
+    data = await alice.run("{ changes { changes { kind id } } }")
+    assert data["changes"]["changes"] == [
+        {"kind": "RESTORED", "id": kept},
+        {"kind": "DELETED", "id": purged},
+    ]
+    assert await alice.listed("tasks", deleted=False) == (1, [kept])
