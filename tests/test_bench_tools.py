@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = ["run.py", "cpu.py", "cpu_data.py", "drivers.py", "live.py"]
+SCRIPTS = ["run.py", "cpu.py", "cpu_data.py", "drivers.py", "live.py", "write_cost.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
