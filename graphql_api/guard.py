@@ -175,7 +175,7 @@ def _located(
     return GraphQLError(message, nodes, original_error=error.original_error, extensions=extensions)
 
 
-class _Checker:
+class Checker:
     """Shape and validation of documents, computed once per distinct query text."""
 
     def __init__(self, settings: GuardSettings) -> None:
@@ -238,11 +238,10 @@ class _Checker:
 
 
 def guard(
-    settings: GuardSettings, kind: type[RequestGuard] | None = None
+    checker: Checker, kind: type[RequestGuard] | None = None
 ) -> Callable[[], SchemaExtension]:
-    """A factory of `RequestGuard`s (or of a subclass: `kind`) sharing one cache of checked
-    documents."""
-    checker = _Checker(settings)
+    """A factory of `RequestGuard`s (or of a subclass: `kind`) sharing `checker`'s cache of
+    checked documents."""
     make = kind or RequestGuard
     return lambda: make(checker)
 
@@ -250,7 +249,7 @@ def guard(
 class RequestGuard(SchemaExtension):
     """Parse, check and guard one request (see the module's docstring)."""
 
-    def __init__(self, checker: _Checker) -> None:
+    def __init__(self, checker: Checker) -> None:
         super().__init__()
         self.checker = checker
         self.checked: Checked | None = None

@@ -10,8 +10,8 @@ Given a tracer (tracing on), each batch runs in a span of its own.
 from __future__ import annotations
 
 import uuid
-from functools import cached_property
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import cached_property
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -12,16 +12,25 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import StreamExecutionResult
+from strawberry.types.graphql import OperationType
 
 from graphql_api.changes.queries import ChangeQueries
 from graphql_api.compiled import CompiledExecutor
 from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
+from graphql_api.direct import DirectQueries
 from graphql_api.errors import ApiError
-from graphql_api.guard import PUBLIC_ROOT_FIELDS, GuardSettings, field_named_in, guard
+from graphql_api.guard import (
+    PUBLIC_ROOT_FIELDS,
+    Checker,
+    GuardSettings,
+    field_named_in,
+    guard,
+)
 from graphql_api.limits import ShapeLimits
 from graphql_api.live.subscriptions import Subscription
 from graphql_api.nodes import load_node
@@ -178,8 +187,44 @@ def error_formatter(*, suggestions: bool) -> type[SchemaExtension]:
 
 
 class ApiSchema(strawberry.Schema):
-    """Logs unexpected errors with their stack and request id; the client's own mistakes are
-    not server errors and are logged at debug level only."""
+    """Runs known queries directly (`graphql_api.direct`) when `direct` is set. Logs
+    unexpected errors with their stack and request id; the client's own mistakes are not
+    server errors and are logged at debug level only."""
+
+    direct: DirectQueries | None = None
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        allowed = (
+            DEFAULT_ALLOWED_OPERATION_TYPES
+            if allowed_operation_types is None
+            else allowed_operation_types
+        )
+        if (
+            self.direct is not None
+            and root_value is None
+            and operation_extensions is None
+            and OperationType.QUERY in allowed
+            and (known := self.direct.recognise(query, operation_name)) is not None
+        ):
+            return await self.direct.execute(known, variable_values, context_value, allowed)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -252,13 +297,14 @@ def _build_schema(
         suggestions=suggestions,
     )
     formatter = error_formatter(suggestions=suggestions)
+    checker = Checker(limits)
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = (
         # The traced guard ends its span after the formatter has coded every error.
-        [MetricsExtension, guard(limits, TracedRequestGuard), formatter]
+        [MetricsExtension, guard(checker, TracedRequestGuard), formatter]
         if traced
-        else [MetricsExtension, formatter, guard(limits)]
+        else [MetricsExtension, formatter, guard(checker)]
     )
-    return ApiSchema(
+    schema = ApiSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -267,6 +313,9 @@ def _build_schema(
         scalar_overrides=SCALAR_OVERRIDES,
         execution_context_class=ApiExecutor if compiled else None,
     )
+    if compiled and not traced:  # the traced guard's spans follow Strawberry's runner
+        schema.direct = DirectQueries(schema, checker)
+    return schema
 
 
 schema = build_schema()

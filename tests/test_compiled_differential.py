@@ -28,6 +28,7 @@ from graphql_api.auth import Tokens
 from graphql_api.cli import PROJECT_ROOT
 from graphql_api.compiled import outcomes
 from graphql_api.db import create_engine
+from graphql_api.direct import answered as answered_directly
 from graphql_api.schema import schema
 from graphql_api.seed import seed_bulk
 from tests.conftest import APP_ROLE, BACKENDS, _truncate_all, make_settings
@@ -91,26 +92,30 @@ class Both:
         query: str,
         variables: dict[str, Any] | None = None,
         *,
-        user: str = "rich",
+        user: str | None = "rich",
         operation_name: str | None = None,
+        accept: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Send to both; assert identical answers. Returns how the compiled app answered
-        (`compiled`, `rerun`, `reference`, or `none` when execution was never reached) and
-        the parsed body."""
+        """Send to both; assert identical answers (status, body). Returns how the compiled app
+        answered (`compiled`, `rerun`, `reference`, or `none` when execution was never
+        reached) and the parsed body; `tally["direct"]` counts the queries the compiled app
+        ran on the direct path (graphql_api.direct), which the reference app never takes."""
         payload: dict[str, Any] = {"query": query}
         if variables:
             payload["variables"] = variables
         if operation_name:
             payload["operationName"] = operation_name
-        headers = {
-            "Authorization": f"Bearer {self.world.tokens[user]}",
-            "X-Request-ID": "differential",
-        }
+        headers = {"X-Request-ID": "differential"}
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.world.tokens[user]}"
+        if accept is not None:
+            headers["Accept"] = accept
         with self.reference.count_statements() as reference_sql:
             expected = await self.reference.client.post("/graphql", json=payload, headers=headers)
-        before = Counter(outcomes)
+        before, direct_before = Counter(outcomes), answered_directly[0]
         with self.compiled.count_statements() as compiled_sql:
             got = await self.compiled.client.post("/graphql", json=payload, headers=headers)
+        self.tally["direct"] += answered_directly[0] - direct_before
         path = next((key for key, n in (Counter(outcomes) - before).items() if n), "none")
         assert (got.status_code, got.content) == (expected.status_code, expected.content), (
             f"answers differ ({path}) for\n{query}\nvariables: {variables}"
@@ -169,7 +174,9 @@ async def test_the_repository_s_operations(both: Both, path: Path) -> None:
     for name, operation in operations:
         variables = variables_for(operation, both.world.seeded)
         for user in ("rich", "bulk"):
+            direct = both.tally["direct"]
             answered, body = await both.compare(text, variables, user=user, operation_name=name)
+            assert both.tally["direct"] == direct + 1, name
             if user == "rich":
                 assert answered == "compiled", (name, body)
                 assert "errors" not in body, (name, body)
@@ -207,6 +214,37 @@ async def test_one_error_at_every_depth(both: Both) -> None:
         answered, body = await both.compare(query % values)
         assert answered == "compiled", query
         assert len(body["errors"]) == 1, body
+
+
+# Refused by the guard or by graphql-core before any field runs, on the direct path: the
+# same answer, and with application/graphql-response+json the same 4xx status.
+REFUSED = [
+    ("{ tasks(first: 5) { totalCount } }", None, None, "UNAUTHENTICATED"),
+    (
+        "query($s: String) { tasks(filter: {search: $s}) { totalCount } }",
+        {"s": "a\x00"},
+        "rich",
+        "BAD_USER_INPUT",
+    ),
+    ("query($n: Int!) { tasks(first: $n) { totalCount } }", None, "rich", "BAD_USER_INPUT"),
+    ("query($n: Int!) { tasks(first: $n) { totalCount } }", {"n": "x"}, "rich", "BAD_USER_INPUT"),
+    (
+        "{ tasks(first: 100) { nodes { tags { tasks(first: 100) { nodes { tags { "
+        "tasks(first: 100) { nodes { id } } } } } } } } }",
+        None,
+        "rich",
+        "QUERY_TOO_COMPLEX",
+    ),
+]
+
+
+@pytest.mark.parametrize("accept", [None, "application/graphql-response+json"])
+async def test_refusals_on_the_direct_path(both: Both, accept: str | None) -> None:
+    for query, variables, user, code in REFUSED:
+        direct = both.tally["direct"]
+        _, body = await both.compare(query, variables, user=user, accept=accept)
+        assert both.tally["direct"] == direct + 1, query
+        assert [error["extensions"]["code"] for error in body["errors"]] == [code], body
 
 
 async def test_a_generated_corpus(both: Both, world: World) -> None:
