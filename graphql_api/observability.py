@@ -131,6 +131,8 @@ class Metrics:
             registry=self.registry,
         )
         self._names: set[str] = set()
+        # At most MAX_OPERATION_NAMES + 2 labels, times the kinds and outcomes.
+        self._series: dict[tuple[str, str, str], tuple[Counter, Histogram, Histogram]] = {}
 
     def exposition(self) -> bytes:
         """The text a scrape of /metrics answers (reads the directory's files if any)."""
@@ -156,6 +158,19 @@ class Metrics:
             "Subscriptions waiting for changes in this process.",
             registry=self.registry,
         ).set_function(lambda: hub.subscriptions)
+
+    def series(self, label: str, kind: str, outcome: str) -> tuple[Counter, Histogram, Histogram]:
+        """The request counter, latency and statements histograms of one operation label,
+        kind and outcome; looked up once (a label lookup takes a lock and checks names)."""
+        key = (label, kind, outcome)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = (
+                self.requests.labels(label, kind, outcome),
+                self.latency.labels(label),
+                self.statements.labels(label),
+            )
+        return found
 
     def operation_label(self, name: str | None) -> str:
         if not name or not _OPERATION_NAME.match(name):
@@ -244,11 +259,12 @@ def _record(metrics: Metrics, execution: ExecutionContext, seconds: float) -> No
         kind = "unknown"
     result = execution.result
     outcome = "error" if result is None or result.errors else "ok"
-    metrics.requests.labels(label, kind, outcome).inc()
+    requests, latency, statements = metrics.series(label, kind, outcome)
+    requests.inc()
     if kind == "subscription":  # it lasts as long as its client wants: no latency to speak of
         return
-    metrics.latency.labels(label).observe(seconds)
-    metrics.statements.labels(label).observe(execution.context.db.statements)
+    latency.observe(seconds)
+    statements.observe(execution.context.db.statements)
 
 
 def _quietly(record: Callable[..., None], *args: Any) -> bool:
