@@ -18,7 +18,7 @@ from strawberry.types.execution import StreamExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graphql_api.changes.queries import ChangeQueries
-from graphql_api.compiled import CompiledExecutor
+from graphql_api.compiled import AcyclicExecutor, CompiledExecutor
 from graphql_api.context import Context, Info
 from graphql_api.conversations.mutations import ConversationMutations
 from graphql_api.conversations.queries import ConversationQueries
@@ -240,6 +240,16 @@ class ApiSchema(strawberry.Schema):
                 )
             else:
                 log.debug("Client error: %s", error.message)
+            _drop_traceback(error)
+
+
+def _drop_traceback(error: GraphQLError) -> None:
+    """Once logged, an error's traceback serves nothing, and its frames (a resolver's, holding
+    the request's context) and the error refer to each other: a cycle that kept the whole
+    request's objects until the cyclic garbage collector ran."""
+    error.__traceback__ = None
+    if error.original_error is not None:
+        error.original_error.__traceback__ = None
 
 
 class ApiExecutor(CompiledExecutor):
@@ -311,7 +321,7 @@ def _build_schema(
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not suggestions),
         scalar_overrides=SCALAR_OVERRIDES,
-        execution_context_class=ApiExecutor if compiled else None,
+        execution_context_class=ApiExecutor if compiled else AcyclicExecutor,
     )
     if compiled and not traced:  # the traced guard's spans follow Strawberry's runner
         schema.direct = DirectQueries(schema, checker)

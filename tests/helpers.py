@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -158,6 +159,7 @@ def owner_column(table: sa.Table) -> sa.Column[str]:
     return table.c.id if table.name == "users" else table.c.user_id
 
 
+@lru_cache(maxsize=1024)  # the suite repeats its documents; parsing leaves cyclic garbage
 def _is_query(query: str, operation_name: str | None) -> bool:
     try:
         operation = selected_operation(parse(query), operation_name)

@@ -5,6 +5,12 @@ Use it by passing `CompiledExecutor` (or a subclass) as a Strawberry schema's
 `execution_context_class`; everything else about the schema stays as it is.
 """
 
-from graphql_api.compiled.executor import CompiledExecutor, PlanCache, outcomes, plan_cache
+from graphql_api.compiled.executor import (
+    AcyclicExecutor,
+    CompiledExecutor,
+    PlanCache,
+    outcomes,
+    plan_cache,
+)
 
-__all__ = ["CompiledExecutor", "PlanCache", "outcomes", "plan_cache"]
+__all__ = ["AcyclicExecutor", "CompiledExecutor", "PlanCache", "outcomes", "plan_cache"]
