@@ -105,8 +105,18 @@ def create_async_request_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
-        connect_args={"server_settings": _session_limits(settings), **_statement_caches(settings)},
+        connect_args={
+            "server_settings": {**_session_limits(settings), **_plan_cache(settings)},
+            **_statement_caches(settings),
+        },
     )
+
+
+def _plan_cache(settings: Settings) -> dict[str, str]:
+    """How PostgreSQL plans the prepared statements asyncpg keeps (none through the pooler)."""
+    if settings.database_pooler == "transaction":
+        return {}
+    return {"plan_cache_mode": settings.db_plan_cache_mode}
 
 
 def _statement_caches(settings: Settings) -> dict[str, Any]:

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         description="PostgreSQL statement_timeout of the API's connections (0: none). Not sent "
         "with DATABASE_POOLER=transaction: set it on the role.",
     )
+    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = Field(
+        "force_generic_plan",
+        description="PostgreSQL plan_cache_mode of the request path's prepared statements. Its "
+        "statements are scoped by an indexed user_id, so one generic plan serves every user; "
+        "`auto` re-planned them at every execution, a quarter of PostgreSQL's CPU per request "
+        "(docs/benchmarks.md). Not sent with DATABASE_POOLER=transaction (nothing is prepared).",
+    )
     db_lock_timeout_ms: int = Field(
         2000,
         ge=0,

@@ -65,9 +65,14 @@ async def test_a_read_after_the_request_ended_opens_no_connection(backend: Backe
 
 
 @POSTGRESQL_ONLY
-async def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
+async def test_the_api_connections_carry_timeouts_and_plan_cache_mode(backend: Backend) -> None:
     database = Database(make_settings(backend.app_url))
-    names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+    names = (
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "plan_cache_mode",
+    )
 
     def show(conn: sa.Connection) -> dict[str, str | None]:
         return {name: conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names}
@@ -80,6 +85,7 @@ async def test_the_api_connections_carry_timeouts(backend: Backend) -> None:
         "statement_timeout": "5s",
         "lock_timeout": "2s",
         "idle_in_transaction_session_timeout": "30s",
+        "plan_cache_mode": "force_generic_plan",  # asyncpg keeps them prepared: plan once
     }
 
 
