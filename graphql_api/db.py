@@ -113,8 +113,9 @@ def create_async_request_engine(settings: Settings) -> AsyncEngine:
 
 
 def _plan_cache(settings: Settings) -> dict[str, str]:
-    """How PostgreSQL plans the prepared statements asyncpg keeps (none through the pooler)."""
-    if settings.database_pooler == "transaction":
+    """How PostgreSQL plans the prepared statements asyncpg keeps (none through the pooler).
+    `auto`, PostgreSQL's default, is not sent: a pooler may refuse startup parameters."""
+    if settings.database_pooler == "transaction" or settings.db_plan_cache_mode == "auto":
         return {}
     return {"plan_cache_mode": settings.db_plan_cache_mode}
 

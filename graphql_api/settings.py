@@ -43,7 +43,8 @@ class Settings(BaseSettings):
         description="PostgreSQL plan_cache_mode of the request path's prepared statements. Its "
         "statements are scoped by an indexed user_id, so one generic plan serves every user; "
         "`auto` re-planned them at every execution, a quarter of PostgreSQL's CPU per request "
-        "(docs/benchmarks.md). Not sent with DATABASE_POOLER=transaction (nothing is prepared).",
+        "(docs/benchmarks.md). Not sent when `auto`, nor with DATABASE_POOLER=transaction "
+        "(nothing is prepared).",
     )
     db_lock_timeout_ms: int = Field(
         2000,

@@ -164,6 +164,7 @@ async def test_the_session_check_is_not_vacuous_asyncpg_caches_statements_withou
         db_statement_timeout_ms=0,
         db_lock_timeout_ms=0,
         db_idle_in_transaction_timeout_ms=0,
+        db_plan_cache_mode="auto",
     )
     async with serve(settings) as api:
         alice = await api.sign_up()
