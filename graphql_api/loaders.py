@@ -10,7 +10,7 @@ Given a tracer (tracing on), each batch runs in a span of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -119,6 +119,13 @@ class Loaders:
         if self._tracer is not None:
             load = traced_batch(self._tracer, name, load)
         return DataLoader(load, batch=self._batch)
+
+    # Counts through these: a page usually knows its total, and its loader is then never made.
+    def count_tasks_of_tag(self, tag_id: uuid.UUID) -> Awaitable[int]:
+        return self.task_count_by_tag_id.load(tag_id)
+
+    def count_messages_of_conversation(self, conversation_id: uuid.UUID) -> Awaitable[int]:
+        return self.message_count_by_conversation_id.load(conversation_id)
 
     def tasks_page_by_tag_id(self, page: PageArgs) -> DataLoader[uuid.UUID, Page]:
         return self._paged_loader("tasks_by_tag", tags.tasks_of_tags, page)

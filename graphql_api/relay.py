@@ -8,7 +8,6 @@ import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -115,23 +114,25 @@ class Edge(Generic[T]):
 
 
 async def total_counts(connections: Sequence[Connection[T]], context: object) -> list[object]:
-    """`Connection.totalCount` for a level's connections (`graphql_api.compiled.batch`): every
-    count is started at once, so the loaders behind them batch; each one's error is its value.
-    Counts answered by a dataloader are futures (and a lone count needs no task): awaited in
-    turn, without a task each."""
-    started = [connection.count() for connection in connections]
-    if len(started) > 1 and not all(asyncio.isfuture(count) for count in started):
-        counted: list[object] = list(await asyncio.gather(*started, return_exceptions=True))
-        for outcome in counted:
+    """`Connection.totalCount` for a level's connections (`graphql_api.compiled.batch`). A
+    page whose statement counted its list knows its total; the other counts are started at
+    once, so the loaders behind them batch; each one's error is its value. Counts answered by
+    a dataloader are futures (and a lone count needs no task): awaited in turn, without a task
+    each."""
+    counts: list[object] = [connection.page.total for connection in connections]
+    pending = [(i, connections[i].count()) for i, total in enumerate(counts) if total is None]
+    if len(pending) > 1 and not all(asyncio.isfuture(count) for _, count in pending):
+        outcomes = await asyncio.gather(*(count for _, count in pending), return_exceptions=True)
+        for (index, _), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
                 raise outcome  # cancellation is not a field error
-        return counted
-    counts: list[object] = []
-    for awaitable in started:
+            counts[index] = outcome
+        return counts
+    for index, awaitable in pending:
         try:
-            counts.append(await awaitable)
+            counts[index] = await awaitable
         except Exception as error:
-            counts.append(error)
+            counts[index] = error
     return counts
 
 
@@ -152,7 +153,8 @@ class Connection(Generic[T]):
     @strawberry.field(description="How many items the whole list holds, across all pages.")
     @batched(total_counts)
     async def total_count(self) -> int:
-        return await self.count()
+        total = self.page.total
+        return total if total is not None else await self.count()
 
 
 def selects_total_count(info: strawberry.Info[Any, Any]) -> bool:
@@ -206,20 +208,11 @@ def _included(node: SelectionNode, variables: dict[str, Any]) -> bool:
     return True
 
 
-def _known(total: int) -> asyncio.Future[int]:
-    """A count known already, as a settled future (what a dataloader's `load` answers)."""
-    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    future.set_result(total)
-    return future
-
-
 def to_connection(
     page: Page, make: Callable[[Record], T], count: Callable[[], Awaitable[int]]
 ) -> Connection[T]:
     """A connection from a data-layer page; `count` runs only if `totalCount` is asked, and
-    not at all when the page's statement counted the list."""
-    if page.total is not None:
-        count = partial(_known, page.total)
+    not at all when the page's statement counted the list (`page.total`)."""
     info = PageInfo(has_next_page=page.has_next, has_previous_page=page.has_previous, page=page)
     nodes = [make(row) for row in page.rows]
     return Connection(page=page, page_info=info, nodes=nodes, count=count)

@@ -57,7 +57,7 @@ async def messages_of_conversations(
     loaders = context.loaders
     keys = [conversation.row_id for conversation in conversations]
     found = await load_all(loaders.messages_page_by_conversation_id(page), keys)
-    count = loaders.message_count_by_conversation_id.load
+    count = loaders.count_messages_of_conversation
     return [
         to_connection(result, Message.from_row, partial(count, key))
         for result, key in zip(found, keys, strict=True)
@@ -100,7 +100,7 @@ class Conversation(Node):
         page = page_args(first, after, last, before)
         loaders = info.context.loaders
         result = await loaders.messages_page_by_conversation_id(page).load(self.row_id)
-        count = partial(loaders.message_count_by_conversation_id.load, self.row_id)
+        count = partial(loaders.count_messages_of_conversation, self.row_id)
         return to_connection(result, Message.from_row, count)
 
 

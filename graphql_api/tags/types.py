@@ -44,9 +44,8 @@ async def tasks_of_tags(
     loaders = context.loaders
     keys = [tag.row_id for tag in tags]
     found = await load_all(loaders.tasks_page_by_tag_id(page), keys)
-    count = loaders.task_count_by_tag_id.load
     return [
-        to_connection(result, task_types.Task.from_row, partial(count, key))
+        to_connection(result, task_types.Task.from_row, partial(loaders.count_tasks_of_tag, key))
         for result, key in zip(found, keys, strict=True)
     ]
 
@@ -79,5 +78,5 @@ class Tag(Node):
         page = page_args(first, after, last, before)
         loaders = info.context.loaders
         result = await loaders.tasks_page_by_tag_id(page).load(self.row_id)
-        count = partial(loaders.task_count_by_tag_id.load, self.row_id)
+        count = partial(loaders.count_tasks_of_tag, self.row_id)
         return to_connection(result, task_types.Task.from_row, count)
