@@ -9,8 +9,9 @@ cached by `RequestGuard`'s checker), `DirectQueries` does the same steps in the 
 plain calls: every extension's `on_operation` entered, `on_parse`, `on_validate`, then
 `on_execute` around graphql-core's `execute` (with the compiled executor), left in reverse
 order, errors processed where Strawberry processes them. Everything else (mutations,
-subscriptions, documents that do not parse or validate, persisted-document extensions) takes
-Strawberry's own path, which also answers every request error.
+subscriptions, documents that do not parse or validate or are too long to cache,
+persisted-document extensions) takes Strawberry's own path, which also answers every request
+error.
 
 Proven equal to Strawberry's path by the differential suite (`make test-differential`): its
 twin runs without the compiled executor, and so without this path.
@@ -32,7 +33,7 @@ from strawberry.schema._graphql_core import execution_context_class_kwargs
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from graphql_api.guard import Checker
+from graphql_api.guard import CACHEABLE_QUERY_CHARS, Checker
 from graphql_api.limits import selected_operation
 
 if TYPE_CHECKING:
@@ -83,8 +84,10 @@ class DirectQueries:
         }
 
     def recognise(self, query: str | None, operation_name: str | None) -> KnownQuery | None:
-        """The known query this request asks for; None if it is anything else."""
-        if not query:
+        """The known query this request asks for; None if it is anything else. A document too
+        long for the guard's caches is left to Strawberry's path: its guard would parse and
+        validate it once more."""
+        if not query or len(query) > CACHEABLE_QUERY_CHARS:
             return None
         try:
             document = self.checker.parse(query)

@@ -29,6 +29,7 @@ from graphql_api.cli import PROJECT_ROOT
 from graphql_api.compiled import outcomes
 from graphql_api.db import create_engine
 from graphql_api.direct import answered as answered_directly
+from graphql_api.guard import CACHEABLE_QUERY_CHARS
 from graphql_api.schema import schema
 from graphql_api.seed import seed_bulk
 from tests.conftest import APP_ROLE, BACKENDS, _truncate_all, make_settings
@@ -245,6 +246,16 @@ async def test_refusals_on_the_direct_path(both: Both, accept: str | None) -> No
         _, body = await both.compare(query, variables, user=user, accept=accept)
         assert both.tally["direct"] == direct + 1, query
         assert [error["extensions"]["code"] for error in body["errors"]] == [code], body
+
+
+async def test_a_document_too_long_to_cache_takes_strawberry_s_path(both: Both) -> None:
+    """The guard parses and validates such a document on every request; the direct path would
+    have done it a second time."""
+    query = "{ tasks(first: 2) { totalCount nodes { title } } }\n" + "#" * CACHEABLE_QUERY_CHARS
+    direct = both.tally["direct"]
+    answered, body = await both.compare(query)
+    assert (answered, both.tally["direct"]) == ("compiled", direct)
+    assert "errors" not in body, body
 
 
 async def test_a_generated_corpus(both: Both, world: World) -> None:
