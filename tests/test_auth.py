@@ -205,6 +205,30 @@ async def test_a_token_of_a_deleted_account_stops_working(api: Api) -> None:
     assert after.codes == ["UNAUTHENTICATED"]
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["no-such-user", "x'; UPDATE users SET name = 'owned' WHERE true; --", "a\\'b", "é"],
+)
+async def test_a_signed_token_for_an_unknown_or_hostile_subject_reaches_nothing(
+    api: Api, settings: Settings, engine: Any, subject: str
+) -> None:
+    """The user check travels with the transaction's BEGIN, its values written into the SQL
+    text: a subject that is not a plain id must be refused, never run (as if the signing key
+    had issued it, which only our own key can)."""
+    from graphql_api.auth import Tokens
+
+    account = await api.sign_up()
+    token = Tokens(settings).issue(subject)
+    for query in ("{ me { id } }", "{ tasks { totalCount } }"):
+        refused = await api.execute(query, token=token)
+        assert refused.codes == ["UNAUTHENTICATED"], refused.body
+        assert "no longer exists" in refused.errors[0]["message"]
+    with engine.connect() as conn:
+        names = conn.exec_driver_sql("SELECT DISTINCT name FROM users").scalars().all()
+    assert "owned" not in names
+    assert (await api.execute("{ me { id } }", as_user=account)).ok() == {"me": {"id": account.id}}
+
+
 async def test_update_me_changes_only_what_is_given(api: Api) -> None:
     account = await api.sign_up("grace@example.com")
     updated = await api.execute(

@@ -176,3 +176,27 @@ def test_unknown_ids_are_simply_absent(engine: sa.Engine, two_users: tuple[str, 
     with engine.connect() as conn:
         assert tasks.get_tasks(conn, alice, [uuid.uuid4()]) == {}
         assert tags.tags_of_tasks(conn, alice, [uuid.uuid4()]) == {}
+
+
+def test_a_batch_of_any_size_is_one_statement_on_postgresql(
+    engine: sa.Engine, two_users: tuple[str, str]
+) -> None:
+    """A loader's keys travel as one array parameter: one prepared statement and plan for
+    every batch size. As one placeholder per key, each size was a statement of its own, and
+    its generic plan rebuilt the list for every row (a 10,000-key batch ran out of time)."""
+    alice, _ = two_users
+    with engine.begin() as conn:
+        created = [tasks.create_task(conn, alice, {"title": f"t{i}"})["id"] for i in range(3)]
+    sizes = (1, 3, 2_000)
+    with StatementCounter(engine) as counter, engine.connect() as conn:
+        found = [
+            tasks.get_tasks(conn, alice, (created + [uuid.uuid4() for _ in range(size)])[:size])
+            for size in sizes
+        ]
+    assert [sorted(rows) for rows in found] == [
+        sorted(created[:1]),
+        sorted(created),
+        sorted(created),
+    ]
+    distinct = set(counter.statements)
+    assert len(distinct) == (1 if engine.dialect.name == "postgresql" else len(sizes))

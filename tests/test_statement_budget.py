@@ -132,6 +132,9 @@ def seed_world(engine: sa.Engine, user_id: str, n: int) -> dict[str, str]:
         )
         conn.execute(sa.insert(CONVERSATIONS), conversations)
         conn.execute(sa.insert(MESSAGES), messages)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")  # as autovacuum soon would: plans from statistics
     return {
         "task": encode_id("Task", parents[0]["id"]),
         "tag": encode_id("Tag", tags[0]["id"]),

@@ -151,11 +151,6 @@ def find_user_by_email(conn: Connection, email: str) -> RowMapping | None:
     return conn.execute(query).mappings().first()
 
 
-def user_exists(conn: Connection, user_id: str) -> bool:
-    query = sa.select(USERS.c.id).where(USERS.c.id == user_id)
-    return conn.execute(query).first() is not None
-
-
 def token_status(conn: Connection, user_id: str, issued_at: datetime | None) -> bool | None:
     """None if the user does not exist; False if a token issued at `issued_at` was revoked
     (at or before the user's `tokens_valid_after`); True otherwise. One statement. (On
