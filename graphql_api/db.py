@@ -223,11 +223,6 @@ class Database:
         """A handle for one request, scoped to `principal` (None: unauthenticated)."""
         return RequestDb(self, principal)
 
-    @property
-    def on_loop(self) -> bool:
-        """Whether `run` runs on the event loop (asyncpg, in a greenlet), not in a thread."""
-        return self._executor is None
-
     async def run(self, fn: Callable[[], T]) -> T:
         """Run the data layer's `fn` (with the caller's context: its request id)."""
         if self._executor is None:
@@ -341,20 +336,20 @@ class RequestDb:
                 # Work the request abandoned (a loader batch due after an error ended it)
                 # must not open a connection that nothing would give back.
                 raise RequestEnded("The request has ended: its database handle is closed.")
-            work_on_connection = functools.partial(self._call_on_connection, call, user_id, write)
-            if self._database.on_loop:
-                # A cancellation reaches the statement being awaited: asyncpg cancels it on
-                # the server, and `_attempt` rolls back before the error leaves the greenlet,
-                # so the connection is settled by the time the lock is released.
-                return await self._database.run(work_on_connection)
-            work = asyncio.ensure_future(self._database.run(work_on_connection))
+            work = asyncio.ensure_future(
+                self._database.run(
+                    functools.partial(self._call_on_connection, call, user_id, write)
+                )
+            )
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
-                # A thread cannot be stopped: keep the connection locked until it is done, or
-                # the next statement (or the request's end, which closes the connection)
-                # would use it from another thread meanwhile. graphql-core cancels a field's
-                # siblings when an error propagates past them.
+                # The work is never cancelled midway. A thread cannot be stopped; and asyncpg,
+                # cancelled during a BEGIN, takes its transaction for failed while it may have
+                # begun on the server, so the connection would start no transaction again.
+                # Keep the connection locked until the work is done, or the next statement
+                # (or the request's end, which closes the connection) would use it meanwhile.
+                # graphql-core cancels a field's siblings when an error propagates past them.
                 await _finished(work)
                 raise
 

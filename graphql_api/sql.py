@@ -234,7 +234,11 @@ def begin_with(conn: Connection, prelude: str) -> str | None:
         conn.begin()
     dbapi_connection = conn.connection
     driver = dbapi_connection.driver_connection
-    if not isinstance(driver, PreludeConnection) or driver.is_in_transaction():
+    if (
+        not isinstance(driver, PreludeConnection)
+        or driver.is_closed()  # the statement path reports it, and the request retries
+        or driver.is_in_transaction()
+    ):
         return None
     dispatch = conn.dispatch
     ends = dispatch.after_cursor_execute or conn.dialect.dispatch.handle_error
