@@ -490,9 +490,10 @@ def scope_to_user(connection: Connection, user_id: str) -> None:
     """Bind the transaction to `user_id` for row-level security (PostgreSQL)."""
     if connection.dialect.name != "postgresql":
         return
-    statement = _set_user(user_id)
-    if statement is None or sql.begin_with(connection, statement) is None:
-        sql.execute(connection, _SET_USER, {"user": user_id})
+    params = {"user": user_id}
+    prelude = _set_user(user_id)
+    if prelude is None or sql.begin_with(connection, prelude, _SET_USER, params) is None:
+        sql.execute(connection, _SET_USER, params)
 
 
 def check_token_user(
@@ -503,12 +504,14 @@ def check_token_user(
     were revoked (issued at or before its `tokens_valid_after`), True otherwise."""
     if connection.dialect.name != "postgresql":
         return token_status(connection, user_id, issued_at)
+    params = {"user": user_id, "issued": issued_at}
     set_user = _set_user(user_id)
     if set_user is not None:
-        status = sql.begin_with(connection, set_user + _token_rows(user_id, issued_at))
+        prelude = set_user + _token_rows(user_id, issued_at)
+        status = sql.begin_with(connection, prelude, _SET_USER_THEN_CUT_OFF, params)
         if status is not None:  # "SELECT n": n rows, as `_token_rows` counts them
             return _TOKEN_STATUS_BY_ROWS[int(status.rsplit(" ", 1)[1])]
-    rows = sql.execute(connection, _SET_USER_THEN_CUT_OFF, {"user": user_id, "issued": issued_at})
+    rows = sql.execute(connection, _SET_USER_THEN_CUT_OFF, params)
     accepted: bool | None = rows[0][0]
     return accepted
 

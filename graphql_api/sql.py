@@ -223,13 +223,16 @@ class PreludeConnection(asyncpg.Connection):  # type: ignore[misc]
         return "BEGIN"
 
 
-def begin_with(conn: Connection, prelude: str) -> str | None:
+def begin_with(
+    conn: Connection, prelude: str, statement: str, params: Mapping[str, Any]
+) -> str | None:
     """Begin the transaction of `conn` on the server, sending `prelude` (statements with their
     values written in: the simple protocol has no parameters) in the same round trip as the
     `BEGIN`; the command status of its last statement (`SELECT 2`: two rows). None, and
     nothing sent, where that cannot be done (another driver, or a transaction already begun
-    on the server): the caller sends its statements as usual. Listeners see the prelude as a
-    statement, as they would have seen it sent on its own."""
+    on the server): the caller sends its statements as usual. Listeners see `statement` and
+    `params`, the same work with its values apart, as `execute` would have sent it: a
+    statement's text (a span's attribute) never carries the values."""
     if not conn.in_transaction():
         conn.begin()
     dbapi_connection = conn.connection
@@ -240,22 +243,24 @@ def begin_with(conn: Connection, prelude: str) -> str | None:
         or driver.is_in_transaction()
     ):
         return None
+    statement, names = _numbered(statement)  # as `execute` shows it: asyncpg's `$n`
+    values = [params[name] for name in names]
     dispatch = conn.dispatch
     ends = dispatch.after_cursor_execute or conn.dialect.dispatch.handle_error
     execution = _Execution() if ends else None
     for listener in dispatch.before_cursor_execute:
-        listener(conn, None, prelude, (), execution, False)
+        listener(conn, None, statement, values, execution, False)
     driver.prelude, driver.prelude_status = prelude, None
     try:
         # SQLAlchemy's adapter begins lazily, before the first statement; this is that step.
         await_(dbapi_connection.dbapi_connection._start_transaction())  # type: ignore[union-attr]
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, exc, prelude, (), None, execution) from exc
+        raise _wrapped(conn, exc, statement, values, None, execution) from exc
     finally:
         driver.prelude = None  # unsent if the adapter began nothing (autocommit)
     if execution is not None:
         for listener in dispatch.after_cursor_execute:
-            listener(conn, None, prelude, (), execution, False)
+            listener(conn, None, statement, values, execution, False)
     return driver.prelude_status
 
 
@@ -367,8 +372,8 @@ def _as_arrays(sql: str, lists: Mapping[str, sa.BindParameter[Any]], dialect: Di
         element = bind.type.compile(dialect=dialect)
         pattern = re.compile(rf"(?<!NOT) IN \(__\[POSTCOMPILE_{name}\]\)")
         array = f" = ANY (%({name})s::{element}[])"
-        sql, found = pattern.subn(lambda _, array=array: array, sql)  # type: ignore[misc]
-        if found != 1:
+        sql = pattern.sub(lambda _, array=array: array, sql)  # type: ignore[misc]
+        if f"__[POSTCOMPILE_{name}]" in sql:
             raise ValueError(f"{name}: only `IN` takes a list parameter here")
     return sql
 
