@@ -529,7 +529,7 @@ _SET_USER_THEN_CUT_OFF = (
 
 # With asyncpg, the same travels with the transaction's BEGIN (`sql.begin_with`), which has no
 # parameters: the values are written into the text. Only ids made of these characters are
-# (every id this API makes: UUIDs, and "ext-" with a hex digest); any other takes the
+# (every id this API makes: UUIDs, and "idp_" with a hex digest); any other takes the
 # statement above. A timestamp is written by `isoformat`.
 _LITERAL_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,255}")
 _TOKEN_STATUS_BY_ROWS = {0: None, 1: True, 2: False}
