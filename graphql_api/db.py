@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -106,7 +105,6 @@ def create_async_request_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
         connect_args={
-            "connection_class": sql.PreludeConnection,  # BEGIN carries the user check
             "server_settings": {**_session_limits(settings), **_plan_cache(settings)},
             **_statement_caches(settings),
         },
@@ -488,30 +486,19 @@ def _forget_counter(connection: Connection) -> None:
 
 def scope_to_user(connection: Connection, user_id: str) -> None:
     """Bind the transaction to `user_id` for row-level security (PostgreSQL)."""
-    if connection.dialect.name != "postgresql":
-        return
-    params = {"user": user_id}
-    prelude = _set_user(user_id)
-    if prelude is None or sql.begin_with(connection, prelude, _SET_USER, params) is None:
-        sql.execute(connection, _SET_USER, params)
+    if connection.dialect.name == "postgresql":
+        sql.execute(connection, _SET_USER, {"user": user_id})
 
 
 def check_token_user(
     connection: Connection, user_id: str, issued_at: datetime | None
 ) -> bool | None:
     """Bind the transaction to `user_id` (as `scope_to_user` does) and check the token, in one
-    round trip: None if the user does not exist, False if its tokens issued at `issued_at`
-    were revoked (issued at or before its `tokens_valid_after`), True otherwise."""
+    statement: None if the user does not exist, False if its tokens issued at `issued_at` were
+    revoked (issued at or before its `tokens_valid_after`), True otherwise."""
     if connection.dialect.name != "postgresql":
         return token_status(connection, user_id, issued_at)
-    params = {"user": user_id, "issued": issued_at}
-    set_user = _set_user(user_id)
-    if set_user is not None:
-        prelude = set_user + _token_rows(user_id, issued_at)
-        status = sql.begin_with(connection, prelude, _SET_USER_THEN_CUT_OFF, params)
-        if status is not None:  # "SELECT n": n rows, as `_token_rows` counts them
-            return _TOKEN_STATUS_BY_ROWS[int(status.rsplit(" ", 1)[1])]
-    rows = sql.execute(connection, _SET_USER_THEN_CUT_OFF, params)
+    rows = sql.execute(connection, _SET_USER_THEN_CUT_OFF, {"user": user_id, "issued": issued_at})
     accepted: bool | None = rows[0][0]
     return accepted
 
@@ -526,34 +513,6 @@ _SET_USER_THEN_CUT_OFF = (
     "SELECT (SELECT COALESCE(tokens_valid_after < %(issued)s, tokens_valid_after IS NULL) "
     "FROM users WHERE id = scope.id) FROM scope"
 )
-
-# With asyncpg, the same travels with the transaction's BEGIN (`sql.begin_with`), which has no
-# parameters: the values are written into the text. Only ids made of these characters are
-# (every id this API makes: UUIDs, and "idp_" with a hex digest); any other takes the
-# statement above. A timestamp is written by `isoformat`.
-_LITERAL_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,255}")
-_TOKEN_STATUS_BY_ROWS = {0: None, 1: True, 2: False}
-
-
-def _set_user(user_id: str) -> str | None:
-    """`_SET_USER` with `user_id` written in; None for an id not safe to write in."""
-    if _LITERAL_ID.fullmatch(user_id) is None:
-        return None
-    return f"SELECT set_config('app.user_id', '{user_id}', true);"
-
-
-def _token_rows(user_id: str, issued_at: datetime | None) -> str:
-    """A statement whose row count tells the token's fate: 0 rows if the user does not exist,
-    1 if the token stands, 2 if it was revoked (the simple protocol answers a row count, not
-    the rows). `user_id` is one `_set_user` accepted."""
-    accepted = "tokens_valid_after IS NULL"
-    if issued_at is not None:
-        issued = issued_at.astimezone(UTC).isoformat()
-        accepted = f"({accepted} OR tokens_valid_after < '{issued}'::timestamptz)"
-    return (
-        f"SELECT FROM users, generate_series(1, CASE WHEN {accepted} THEN 1 ELSE 2 END) "
-        f"WHERE id = '{user_id}'"
-    )
 
 
 def allow_account_lookup(connection: Connection) -> None:

@@ -30,12 +30,10 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, RowMapping
 from sqlalchemy.engine.base import ExceptionContextImpl
 from sqlalchemy.sql import Select
-from sqlalchemy.util import await_
 
 Record = Sequence[Any]
 """A row as the fixed reads hand it on: the selected columns by position (a tuple)."""
@@ -195,73 +193,6 @@ def execute(
         raise _wrapped(conn, exc, sql, params, cursor, execution) from exc
     finally:
         cursor.close()
-
-
-class PreludeConnection(asyncpg.Connection):  # type: ignore[misc]
-    """asyncpg's connection, able to send statements in the round trip of the next `BEGIN`.
-
-    asyncpg sends `BEGIN` as a query of its own (the simple protocol, no parameters), and the
-    transaction's first statement waits for it. `begin_with` appends that statement to the
-    `BEGIN`: one round trip instead of two, the rest of the transaction unchanged."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.prelude: str | None = None  # sent with the next BEGIN, then forgotten
-        self.prelude_status: str | None = None  # the command status of its last statement
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109 (asyncpg's signature)
-        prelude, self.prelude = self.prelude, None
-        if prelude is None or args or not query.startswith("BEGIN"):
-            return cast(str, await super().execute(query, *args, timeout=timeout))
-        try:
-            self.prelude_status = await super().execute(f"{query} {prelude}", timeout=timeout)
-        except BaseException:
-            # asyncpg takes its transaction for failed, yet it may have begun on the server:
-            # a connection in that state must not be reused, and the pool replaces a closed one.
-            self.terminate()
-            raise
-        return "BEGIN"
-
-
-def begin_with(
-    conn: Connection, prelude: str, statement: str, params: Mapping[str, Any]
-) -> str | None:
-    """Begin the transaction of `conn` on the server, sending `prelude` (statements with their
-    values written in: the simple protocol has no parameters) in the same round trip as the
-    `BEGIN`; the command status of its last statement (`SELECT 2`: two rows). None, and
-    nothing sent, where that cannot be done (another driver, or a transaction already begun
-    on the server): the caller sends its statements as usual. Listeners see `statement` and
-    `params`, the same work with its values apart, as `execute` would have sent it: a
-    statement's text (a span's attribute) never carries the values."""
-    if not conn.in_transaction():
-        conn.begin()
-    dbapi_connection = conn.connection
-    driver = dbapi_connection.driver_connection
-    if (
-        not isinstance(driver, PreludeConnection)
-        or driver.is_closed()  # the statement path reports it, and the request retries
-        or driver.is_in_transaction()
-    ):
-        return None
-    statement, names = _numbered(statement)  # as `execute` shows it: asyncpg's `$n`
-    values = [params[name] for name in names]
-    dispatch = conn.dispatch
-    ends = dispatch.after_cursor_execute or conn.dialect.dispatch.handle_error
-    execution = _Execution() if ends else None
-    for listener in dispatch.before_cursor_execute:
-        listener(conn, None, statement, values, execution, False)
-    driver.prelude, driver.prelude_status = prelude, None
-    try:
-        # SQLAlchemy's adapter begins lazily, before the first statement; this is that step.
-        await_(dbapi_connection.dbapi_connection._start_transaction())  # type: ignore[union-attr]
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, exc, statement, values, None, execution) from exc
-    finally:
-        driver.prelude = None  # unsent if the adapter began nothing (autocommit)
-    if execution is not None:
-        for listener in dispatch.after_cursor_execute:
-            listener(conn, None, statement, values, execution, False)
-    return driver.prelude_status
 
 
 class _Execution:

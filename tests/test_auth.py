@@ -212,9 +212,9 @@ async def test_a_token_of_a_deleted_account_stops_working(api: Api) -> None:
 async def test_a_signed_token_for_an_unknown_or_hostile_subject_reaches_nothing(
     api: Api, settings: Settings, engine: Any, subject: str
 ) -> None:
-    """The user check travels with the transaction's BEGIN, its values written into the SQL
-    text: a subject that is not a plain id must be refused, never run (as if the signing key
-    had issued it, which only our own key can)."""
+    """A token whose subject is no user's (as if the signing key had issued it, which only our
+    own key can) reaches nothing: the subject is a value, never SQL, and the account that
+    does exist is untouched."""
     from graphql_api.auth import Tokens
 
     account = await api.sign_up()
