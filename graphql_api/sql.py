@@ -298,7 +298,8 @@ def _as_arrays(sql: str, lists: Mapping[str, sa.BindParameter[Any]], dialect: Di
     """On PostgreSQL, each list parameter is one array: `col = ANY($2::UUID[])`. One statement,
     prepared and planned once, for any number of items. Written as a list of placeholders
     (`IN ($2, $3, ...)`), a generic plan built that list anew for every row it filtered: a
-    batch of 10,000 ids took 4.8 s, against 0.6 s as an array (docs/benchmarks.md)."""
+    batch of 10,000 ids took 4.8 s; as an array, 1.6 s on tables without statistics and
+    under 1 s with them (docs/benchmarks.md, "Issue 11, fourth session")."""
     for name, bind in lists.items():
         element = bind.type.compile(dialect=dialect)
         pattern = re.compile(rf"(?<!NOT) IN \(__\[POSTCOMPILE_{name}\]\)")
